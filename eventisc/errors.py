@@ -1,0 +1,165 @@
+"""The exceptions eventisc raises.
+
+Everything derives from :class:`EventiscError`, so callers never need to import requests, pika
+or kombu to catch what a delivery raised::
+
+    EventiscError
+     ├── ConfigError          the configuration is wrong; raised when it is loaded
+     ├── TemplateError        a template or filter failed for one event (missing key, bad value)
+     └── DeliveryError        a notification could not be delivered
+          ├── ConnectError    the receiver or broker could not be reached, or the link broke
+          ├── DeliveryTimeout the receiver or broker did not answer in time
+          ├── Rejected        the receiver answered with a refusal (AMQP nack, unroutable)
+          │    └── HTTPStatusError   an HTTP status outside ``success_status``
+          └── TriggerError    ``raise_errors: true``: every failure of one trigger, listed
+
+``ConnectError`` and ``DeliveryTimeout`` are transient: retrying later may succeed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConnectError",
+    "DeliveryError",
+    "DeliveryTimeout",
+    "EventiscError",
+    "HTTPStatusError",
+    "Rejected",
+    "TemplateError",
+    "TriggerError",
+]
+
+
+class EventiscError(Exception):
+    """Base class of every error eventisc raises."""
+
+
+class ConfigError(EventiscError, ValueError):
+    """The configuration is invalid.
+
+    ``path`` is where in the config the bad value is (``listeners[1].url``), ``source`` the
+    file it came from (or None for a dict).
+    """
+
+    def __init__(self, message: str, path: str | None = None, source: str | None = None):
+        self.message = message
+        self.path = path or None
+        self.source = source
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = ": ".join(p for p in (self.source, self.path) if p)
+        return f"{where}: {self.message}" if where else self.message
+
+    def within(self, prefix: str, source: str | None = None) -> ConfigError:
+        """Return the same error located under ``prefix`` (``listeners[2]``) of ``source``."""
+        if self.path:
+            sep = "" if self.path.startswith("[") else "."
+            path = f"{prefix}{sep}{self.path}" if prefix else self.path
+        else:
+            path = prefix
+        err = ConfigError(self.message, path, source or self.source)
+        err.__cause__ = self.__cause__
+        return err
+
+
+class _ListenerError(EventiscError):
+    """An error about one listener; ``listener`` is filled in by the app when it is known."""
+
+    def __init__(self, message: str, listener: str | None = None):
+        self.message = message
+        self.listener = listener
+        super().__init__(message)
+
+    def _where(self) -> list[str]:
+        return [f"listener {self.listener!r}"] if self.listener else []
+
+    def __str__(self) -> str:
+        where = ", ".join(self._where())
+        return f"{where}: {self.message}" if where else self.message
+
+
+class TemplateError(_ListenerError):
+    """A template, filter or encoding step failed while rendering one event.
+
+    ``template`` is the template's text. Rendering failures are never worth retrying: the same
+    event fails the same way.
+    """
+
+    def __init__(self, message: str, listener: str | None = None, template: str | None = None):
+        self.template = template
+        super().__init__(message, listener)
+
+    def _where(self) -> list[str]:
+        where = super()._where()
+        if self.template is not None:
+            where.append(f"template `{self.template}`")
+        return where
+
+
+class DeliveryError(_ListenerError):
+    """A rendered notification could not be delivered."""
+
+    #: Whether trying again later may succeed.
+    transient = False
+
+
+class ConnectError(DeliveryError):
+    """The receiver or broker could not be reached, or the connection broke mid-way."""
+
+    transient = True
+
+
+class DeliveryTimeout(DeliveryError):
+    """The receiver or broker did not answer within the listener's timeout."""
+
+    transient = True
+
+
+class Rejected(DeliveryError):
+    """The receiver answered, and the answer was a refusal."""
+
+
+class HTTPStatusError(Rejected):
+    """An HTTP response whose status is not one the listener counts as success.
+
+    ``status`` is the status code, ``body`` the start of the response body, ``retry_after``
+    the seconds of a ``Retry-After`` header (None when absent or unreadable).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        listener: str | None = None,
+        *,
+        status: int,
+        body: str = "",
+        retry_after: float | None = None,
+    ):
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+        super().__init__(message, listener)
+
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        return self.status >= 500 or self.status in (408, 429)
+
+
+class TriggerError(DeliveryError):
+    """Raised by ``trigger`` with ``raise_errors`` on: lists each listener that failed.
+
+    ``failures`` is a list of ``(listener_name, exception)``; ``notified`` the number of
+    listeners that were notified anyway.
+    """
+
+    def __init__(self, event_name: str, failures: list[tuple[str, BaseException]], notified: int):
+        self.event_name = event_name
+        self.failures = failures
+        self.notified = notified
+        lines = "; ".join(f"{name}: {exc}" for name, exc in failures)
+        super().__init__(
+            f"event {event_name!r}: {len(failures)} listener(s) failed "
+            f"({notified} notified): {lines}"
+        )

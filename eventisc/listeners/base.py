@@ -1,0 +1,210 @@
+"""The Listener base class and the registry of kinds.
+
+A kind renders a :class:`~eventisc.notification.Notification` for an event (pure, no I/O)
+and delivers it (the only I/O). A custom kind can do both at once by implementing
+``_do_notify(event_name, event_data)``, as in event-isc.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, ClassVar
+
+from ..errors import ConfigError
+from ..filters import Filter
+from ..notification import Notification
+from ..registry import Registry
+from ..template import BASE_NAMES, Template, compile_template
+
+__all__ = ["BUILTIN_KINDS", "Listener", "missing_driver"]
+
+#: Built-in kinds and the module that defines each; imported on first use.
+BUILTIN_KINDS: dict[str, str] = {
+    "http": "eventisc.listeners.http",
+    "celery": "eventisc.listeners.celery",
+    "rabbit": "eventisc.listeners.rabbit",
+}
+
+FilterLike = Filter | Callable[[str, Any], bool] | Mapping[str, Any] | None
+
+
+def missing_driver(kind: str, package: str, extra: str) -> ImportError:
+    """The error a kind's module raises when its driver is not installed."""
+    return ImportError(f"the {kind} kind needs {package}: pip install 'eventisc[{extra}]'")
+
+
+class Listener:
+    """Base class of listeners.
+
+    Subclasses declare ``kind = "..."`` (which registers them) and either implement
+    ``_do_notify(event_name, event_data)`` or, to get dry-run, capture and retries of the
+    rendered value, ``render()`` and ``deliver()``.
+
+    ``schema`` is the JSON Schema of the kind's own options (``{"properties": {...},
+    "required": [...]}``); None accepts any options. ``template_names`` are the names the
+    kind's templates may use besides ``event_name`` and ``event_data``.
+    """
+
+    kind: ClassVar[str]
+    schema: ClassVar[dict[str, Any] | None] = None
+    template_names: ClassVar[tuple[str, ...]] = ()
+    registry: ClassVar[Registry[Listener]] = Registry(
+        "listener", BUILTIN_KINDS, "eventisc.listeners"
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            Listener.registry.register(cls.kind, cls)
+
+    def __init__(
+        self,
+        event_name: str | re.Pattern[str] | None = None,
+        filter: FilterLike = None,
+        *,
+        event_name_regex: str | re.Pattern[str] | None = None,
+        name: str | None = None,
+    ):
+        if isinstance(event_name, re.Pattern):  # event-isc passes a compiled regex here
+            event_name, event_name_regex = None, event_name
+        if (event_name is None) == (event_name_regex is None):
+            raise ConfigError("give exactly one of `event_name` or `event_name_regex`")
+        self.event_name: str | None = event_name
+        self.event_name_regex: re.Pattern[str] | None = (
+            _compile_regex(event_name_regex) if event_name_regex is not None else None
+        )
+        if isinstance(filter, Mapping):
+            filter = Filter.from_config(filter, "filter")
+        self.filter: Callable[[str, Any], bool] | None = filter
+        kind = getattr(self, "kind", type(self).__name__)
+        match = event_name if event_name is not None else self.event_name_regex.pattern  # type: ignore[union-attr]
+        self.name: str = name or f"{kind}:{match}"
+        self._explicit_name = name is not None
+
+    # -- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def get(cls, kind: str) -> type[Listener]:
+        """The listener class of ``kind``, importing a built-in kind's module on first use."""
+        return cls.registry.get(kind)
+
+    @classmethod
+    def from_config(cls, definition: Mapping[str, Any], path: str = "") -> Listener:
+        """Build a listener from its config mapping (validated against the kind's schema).
+
+        Raises :class:`ConfigError` whose path starts with ``path`` (``listeners[2]``).
+        """
+        from ..schema import listener_schema, validate
+
+        options = dict(definition)
+        kind = options.get("kind")
+        try:
+            if not isinstance(kind, str):
+                raise ConfigError("a listener needs a `kind` (http, celery, rabbit, ...)")
+            listener_cls = cls.get(kind) if cls is Listener else cls
+        except ConfigError as exc:
+            raise exc.within(f"{path}.kind" if kind is not None else path) from None
+        validate(options, listener_schema(listener_cls), path, f"{kind} listeners")
+        options.pop("kind")
+        name = options.pop("name", None)
+        regex = options.pop("event_name_regex", None)
+        if regex is not None:
+            if "event_name" in options:
+                raise ConfigError(
+                    "give exactly one of `event_name` or `event_name_regex`, not both", path
+                )
+            try:
+                options["event_name"] = _compile_regex(regex)
+            except ConfigError as exc:
+                raise exc.within(f"{path}.event_name_regex") from None
+        elif "event_name" not in options:
+            raise ConfigError("give one of `event_name` or `event_name_regex`", path)
+        if "filter" in options:
+            try:
+                options["filter"] = Filter.from_config(options["filter"], "filter")
+            except ConfigError as exc:
+                raise exc.within(path) from None
+        try:
+            listener = listener_cls(**options)
+        except ConfigError as exc:
+            raise exc.within(path) from None
+        except TypeError as exc:
+            raise ConfigError(f"bad options for a {kind} listener: {exc}", path) from None
+        if name is not None:
+            listener.name = name
+            listener._explicit_name = True
+        return listener
+
+    from_dict = from_config
+
+    def template(self, value: Any, path: str, names: Collection[str] = ()) -> Template:
+        """Compile a template of this listener (``path`` names the option, for errors)."""
+        return compile_template(value, (*BASE_NAMES, *self.template_names, *names), path)
+
+    # -- the flow ---------------------------------------------------------------------------
+
+    def matches(self, event_name: str) -> bool:
+        """Whether this listener hears ``event_name`` (the full name, prefix included)."""
+        if self.event_name_regex is not None:
+            return self.event_name_regex.match(event_name) is not None
+        return self.event_name == event_name
+
+    def render(self, event_name: str, event_data: Any) -> Notification:
+        """Render what will be sent for this event. Pure: no I/O.
+
+        Raises :class:`~eventisc.errors.TemplateError` when a template fails. The default
+        keeps the event data for ``_do_notify``.
+        """
+        return Notification(self.name, self.kind, event_name, {"event_data": event_data})
+
+    def deliver(self, notification: Notification) -> Any:
+        """Send a rendered notification; the only step that does I/O.
+
+        Returns ``False`` when the listener declined to send (not counted, not a failure);
+        anything else means delivered. Raises :class:`~eventisc.errors.DeliveryError` (or any
+        exception, which counts as a failure).
+        """
+        result = self._do_notify(notification.event_name, notification.payload["event_data"])
+        return False if result is False else result
+
+    def _do_notify(self, event_name: str, event_data: Any) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement _do_notify(event_name, event_data), "
+            "or render() and deliver()"
+        )
+
+    def notify(self, event_name: str, event_data: Any) -> bool:
+        """Match, filter, render and deliver one event; True when it was delivered.
+
+        Kept for event-isc compatibility; :meth:`eventisc.App.trigger` is the usual way in.
+        """
+        if not self.matches(event_name):
+            return False
+        if self.filter is not None and not self.filter(event_name, event_data):
+            return False
+        return self.deliver(self.render(event_name, event_data)) is not False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """A one-line summary of where this listener sends (for ``eventisc check``)."""
+        return ""
+
+    def heartbeat(self) -> None:
+        """Keep idle connections alive (kinds with long-lived connections override this)."""
+
+    def close(self) -> None:
+        """Release connections; the listener may reconnect if used again."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _compile_regex(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
+    if isinstance(pattern, re.Pattern):
+        return pattern
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"bad regex {pattern!r}: {exc}") from None

@@ -1,0 +1,63 @@
+"""Fixtures: real services (pinged first; missing locally means skip, in CI means fail)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+import eventisc
+
+from .receiver import Receiver
+
+#: In CI an unreachable service is a failure, never a skip.
+CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+RABBITMQ_HOST = os.environ.get("EVENTISC_TEST_RABBITMQ_HOST", "127.0.0.1")
+RABBITMQ_PORT = int(os.environ.get("EVENTISC_TEST_RABBITMQ_PORT", "5672"))
+REDIS_HOST = os.environ.get("EVENTISC_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("EVENTISC_TEST_REDIS_PORT", "6379"))
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip the test when ``host:port`` does not answer; under CI=true, fail instead."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        message = f"No connection to {name} at {host}:{port} ({exc})."
+        if CI:
+            pytest.fail(f"{message} CI=true: service tests must run, not skip.")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    require_service("RabbitMQ", RABBITMQ_HOST, RABBITMQ_PORT)
+    return f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/%2F"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/15"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts without a default app and without eventisc environment variables."""
+    for var in ("EVENTISC_CONFIG", "EVENTISC_NAME_PREFIX", "EVENTISC_DRYRUN"):
+        monkeypatch.delenv(var, raising=False)
+    eventisc.default_app = None
+    yield
+    if eventisc.default_app is not None:
+        eventisc.default_app.close()
+    eventisc.default_app = None

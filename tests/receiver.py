@@ -1,0 +1,112 @@
+"""A real HTTP server on 127.0.0.1 for tests: records requests, answers as scripted."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    client: tuple[str, int]
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def form(self) -> dict[str, list[str]]:
+        return parse_qs(self.body.decode())
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class Receiver:
+    """Answers every request with the next scripted :class:`Response` (default 200 ``ok``).
+
+    ``requests`` lists what arrived; ``connections`` the distinct client (host, port) pairs,
+    so a test can check keep-alive.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.script: deque[Response] = deque()
+        self.default = Response()
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                url = urlsplit(self.path)
+                req = Request(
+                    self.command,
+                    url.path,
+                    parse_qs(url.query),
+                    dict(self.headers.items()),
+                    body,
+                    self.client_address,
+                )
+                with receiver._cond:
+                    resp = receiver.script.popleft() if receiver.script else receiver.default
+                if resp.delay:
+                    time.sleep(resp.delay)
+                self.send_response(resp.status)
+                for k, v in resp.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(resp.body)))
+                self.end_headers()
+                self.wfile.write(resp.body)
+                with receiver._cond:
+                    receiver.requests.append(req)
+                    receiver._cond.notify_all()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def connections(self) -> set[tuple[str, int]]:
+        return {r.client for r in self.requests}
+
+    def respond(self, *responses: Response) -> None:
+        with self._cond:
+            self.script.extend(responses)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Request]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+            return list(self.requests)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
