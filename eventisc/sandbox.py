@@ -276,7 +276,9 @@ def _lshift(a: Any, b: Any) -> Any:
 
 
 _GLOBALS: dict[str, Any] = {
-    "__builtins__": {},
+    # Names starting with `_` never get past the check, so expressions cannot reach this;
+    # C code run by an expression (datetime.__format__ imports `time`) needs an importer.
+    "__builtins__": {"__import__": __import__},
     **SAFE_BUILTINS,
     **MODULES,
     "_ga": _ga,

@@ -245,9 +245,9 @@ class _Compiler:
             parts = split_fields(text)
         except ValueError as exc:
             raise self.error(path, problem(f"template `{text}`", exc)) from None
-        fields = [p for p in parts if isinstance(p, _Field)]
-        if not fields:
-            return ast.Constant("".join(p for p in parts if isinstance(p, str))), False
+        if not any(isinstance(p, _Field) for p in parts):
+            # Only escaped braces: a constant, but not the source text itself.
+            return ast.Constant("".join(p for p in parts if isinstance(p, str))), True
         nodes: list[ast.expr] = []
         for part in parts:
             if isinstance(part, str):

@@ -1,0 +1,150 @@
+"""The command line, run as users run it: python -m eventisc ..."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from .receiver import Response
+
+
+def run(*args, env=None, timeout=60):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTISC_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "eventisc", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def config(tmp_path, receiver_url, extra=""):
+    path = tmp_path / "events.yaml"
+    path.write_text(
+        f"""\
+name_prefix: myapp.
+listeners:
+  - kind: http
+    name: welcome
+    event_name: myapp.user_created
+    url: {receiver_url}/welcome
+    data:
+      user_id: "{{event_data['user']['id']}}"
+  - kind: http
+    event_name_regex: "myapp[.].*_created"
+    filter: {{kind: expr, expr: "event_data.get('vip', False)"}}
+    url: {receiver_url}/vip
+{extra}"""
+    )
+    return str(path)
+
+
+def test_check_lists_listeners(tmp_path, receiver):
+    result = run("check", config(tmp_path, "http://user:secret@127.0.0.1:9"))
+    assert result.returncode == 0, result.stderr
+    assert "OK, 2 listener(s)" in result.stdout
+    assert "welcome  [http]  name  myapp.user_created" in result.stdout
+    assert "regex myapp[.].*_created" in result.stdout
+    assert "secret" not in result.stdout
+
+
+def test_check_uses_eventisc_config_by_default(tmp_path, receiver):
+    path = config(tmp_path, receiver.url)
+    result = run("check", env={"EVENTISC_CONFIG": path})
+    assert result.returncode == 0, result.stderr
+    assert path in result.stdout
+
+
+def test_check_fails_with_the_config_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("listeners:\n- {kind: http, event_name: e, url: 'http://x/{event_data[a'}\n")
+    result = run("check", str(path))
+    assert result.returncode == 1
+    assert f"{path}: listeners[0].url: template" in result.stderr
+    assert "missing a closing `}`" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_without_any_config():
+    result = run("check")
+    assert result.returncode == 1
+    assert "EVENTISC_CONFIG" in result.stderr
+
+
+def test_routes(tmp_path, receiver):
+    path = config(tmp_path, receiver.url)
+    result = run("routes", path, "user_created")
+    assert result.returncode == 0
+    assert "'myapp.user_created' reaches 2 listener(s)" in result.stdout
+    assert "if its filter keeps the event" in result.stdout
+    result = run("routes", path, "order_paid")
+    assert "no listener hears 'myapp.order_paid'" in result.stdout
+
+
+def test_trigger_delivers_and_prints_each_outcome(tmp_path, receiver):
+    path = config(tmp_path, receiver.url)
+    result = run("trigger", path, "user_created", "--data", json.dumps({"user": {"id": 7}}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "welcome [http]" in result.stdout
+    assert "delivered" in result.stdout
+    assert "skipped: the filter rejected the event" in result.stdout
+    (request,) = receiver.wait_for(1)
+    assert request.path == "/welcome"
+    assert request.json == {"user_id": 7}
+
+
+def test_trigger_dry_run_sends_nothing(tmp_path, receiver):
+    path = config(tmp_path, receiver.url)
+    data = json.dumps({"user": {"id": 7}, "vip": True})
+    result = run("trigger", path, "user_created", "--data", data, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("not sent (dry-run)") == 2
+    assert "/welcome" in result.stdout
+    assert receiver.requests == []
+
+
+def test_trigger_exits_1_when_a_delivery_fails(tmp_path, receiver):
+    receiver.respond(Response(status=500, body=b"boom"))
+    path = config(tmp_path, receiver.url)
+    result = run("trigger", path, "user_created", "--data", '{"user": {"id": 1}}')
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout and "500" in result.stdout
+
+
+def test_trigger_rejects_bad_json_data(tmp_path, receiver):
+    result = run("trigger", config(tmp_path, receiver.url), "x", "--data", "{nope")
+    assert result.returncode == 2
+    assert "--data is not valid JSON" in result.stderr
+
+
+def test_schema_prints_json_schema():
+    result = run("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "eventisc configuration"
+
+
+def test_usage_error_exits_2():
+    assert run("frobnicate").returncode == 2
+
+
+def test_demo_with_rabbitmq_and_celery(rabbitmq_url):
+    result = run("demo", "--amqp-url", rabbitmq_url, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "HTTP POST /send-welcome/?source=shop.user_created" in result.stdout
+    assert "HTTP PUT /orders/1001" in result.stdout
+    assert result.stdout.count("RabbitMQ eventisc-demo-audit") == 3
+    assert "Celery task shop.handle_order" in result.stdout
+    assert "Every expected notification arrived." in result.stdout
+
+
+def test_demo_without_a_broker_says_so():
+    result = run("demo", "--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2F")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "RabbitMQ not reachable at 127.0.0.1:1" in result.stdout
+    assert "skipping the rabbit and celery listeners" in result.stdout
+    assert "Every expected notification arrived." in result.stdout

@@ -1,0 +1,80 @@
+"""Filters: the expr filter, custom filter kinds, errors at load and at run time."""
+
+from __future__ import annotations
+
+import pytest
+
+import eventisc
+from eventisc import ConfigError, Filter, TemplateError
+
+from .kinds import RecordingListener
+
+
+def app_with(filter_def):
+    return eventisc.create_app(
+        listeners=[{"kind": "recording", "event_name": "e", "filter": filter_def}]
+    )
+
+
+def test_expr_filter_keeps_only_matching_events():
+    app = app_with({"kind": "expr", "expr": "event_data['fii'] > 10"})
+    assert app.trigger("e", {"fii": 11}) == 1
+    assert app.trigger("e", {"fii": 10}) == 0
+    assert app.listeners[0].calls == [("e", {"fii": 11})]
+
+
+def test_expr_filter_can_use_the_event_name():
+    app = app_with({"kind": "expr", "expr": "event_name.startswith('e') and not event_data"})
+    assert app.trigger("e") == 1
+
+
+def test_a_filter_that_raises_is_a_failure_naming_the_listener(caplog):
+    app = app_with({"kind": "expr", "expr": "event_data['fii'] > 10"})
+    app.raise_errors = True
+    with pytest.raises(eventisc.TriggerError) as info:
+        app.trigger("e", {"other": 1})
+    ((name, exc),) = info.value.failures
+    assert name == "recording:e"
+    assert isinstance(exc, TemplateError)
+    assert "no key 'fii'" in str(exc) and "recording:e" in str(exc)
+
+
+class EvenFilter(Filter):
+    kind = "even"
+    schema = {"properties": {"field": {"type": "string"}}, "required": ["field"]}
+
+    def __init__(self, field):
+        self.field = field
+
+    def __call__(self, event_name, event_data):
+        return event_data[self.field] % 2 == 0
+
+
+def test_custom_filter_kinds_register_by_subclassing():
+    app = app_with({"kind": "even", "field": "n"})
+    assert [app.trigger("e", {"n": n}) for n in range(4)] == [1, 0, 1, 0]
+
+
+def test_a_plain_callable_works_as_a_filter():
+    listener = RecordingListener("e", filter=lambda name, data: data.get("ok", False))
+    app = eventisc.create_app(listeners=[listener])
+    assert app.trigger("e", {"ok": True}) == 1
+    assert app.trigger("e", {}) == 0
+
+
+@pytest.mark.parametrize(
+    ("filter_def", "path", "message"),
+    [
+        ({"kind": "exp", "expr": "True"}, "listeners[0].filter.kind", "did you mean 'expr'"),
+        ({"kind": "expr"}, "listeners[0].filter", "'expr' is a required property"),
+        ({"kind": "expr", "expr": "1 +"}, "listeners[0].filter.expr", "not a valid expression"),
+        ({"kind": "expr", "expr": "os.system('x')"}, "listeners[0].filter.expr", "unknown name"),
+        ({"kind": "expr", "expr": "x", "extra": 1}, "listeners[0].filter.extra", "unknown option"),
+        ({"kind": "even"}, "listeners[0].filter", "'field' is a required property"),
+    ],
+)
+def test_bad_filters_fail_at_load(filter_def, path, message):
+    with pytest.raises(ConfigError) as info:
+        app_with(filter_def)
+    assert info.value.path == path
+    assert message in str(info.value)
