@@ -88,6 +88,7 @@ class _Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -213,7 +214,7 @@ def run(
                 args, kwargs, _ = json.loads(body)
                 task = (properties.headers or {}).get("task")
                 out(f"  Celery task {task} on {names['task_queue']}: args={args} kwargs={kwargs}")
-            ok = ok and len(tasks) == 1
+            ok = ok and len(tasks) == 2  # both order_paid events (no filter here)
     finally:
         receiver.close()
     out(

@@ -17,7 +17,7 @@ from ..notification import Notification
 from ..registry import Registry
 from ..template import BASE_NAMES, Template, compile_template
 
-__all__ = ["BUILTIN_KINDS", "Listener", "missing_driver"]
+__all__ = ["BUILTIN_KINDS", "FilterLike", "Listener", "mask_url", "missing_driver"]
 
 #: Built-in kinds and the module that defines each; imported on first use.
 BUILTIN_KINDS: dict[str, str] = {
@@ -27,6 +27,14 @@ BUILTIN_KINDS: dict[str, str] = {
 }
 
 FilterLike = Filter | Callable[[str, Any], bool] | Mapping[str, Any] | None
+
+
+_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/@\s]*@")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced: ``amqp://guest:***@host:5672/``."""
+    return _PASSWORD.sub(r"\1***@", url)
 
 
 def missing_driver(kind: str, package: str, extra: str) -> ImportError:

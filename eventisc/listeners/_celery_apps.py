@@ -1,0 +1,129 @@
+"""eventisc's own Celery apps, and the settings that keep a publish from blocking forever.
+
+Celery's publish can block forever when the broker is down or a pooled connection went dead
+(celery/celery#4296, #4627, #6911). Every publish carries a bounded retry policy derived from
+the listener's ``timeout`` (:func:`publish_options`); eventisc's own apps also get connect, read,
+write and confirm timeouts (:func:`app_config`). A host app's connect and socket timeouts are
+its own settings.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import celery
+
+__all__ = ["app_config", "own_apps", "publish_options"]
+
+_AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "pyamqps"})
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
+
+
+def _op_timeout(timeout: float) -> float:
+    # One network wait (a connect, a read, a write, a confirm). A dead broker can cost up to
+    # five of them: the failing call, a reconnection inside a queue declaration, the
+    # reconnection of the retry (two attempts each).
+    return timeout / 6
+
+
+def publish_options(timeout: float) -> dict[str, Any]:
+    """The ``send_task`` kwargs bounding one publish to about ``timeout`` seconds.
+
+    One retry (which reconnects: enough for a pooled connection the broker closed), and the
+    write and publisher-confirm waits bounded. With a host app (``current_app``) the connect
+    and read waits are the app's settings: ``broker_connection_timeout`` (default 4 s) and,
+    to not block forever on a half-open connection, ``broker_transport_options`` with
+    ``read_timeout``/``write_timeout`` (amqp) or ``socket_timeout``/
+    ``socket_connect_timeout`` (redis), and ``broker_pool_acquire_timeout``.
+    """
+    op = _op_timeout(timeout)
+    return {
+        "retry": True,
+        "retry_policy": {
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": op,
+            "interval_max": op,
+        },
+        "timeout": op,
+        "confirm_timeout": op,
+    }
+
+
+def app_config(url: str, timeout: float) -> dict[str, Any]:
+    """The settings of eventisc's own Celery app for ``url``: every wait bounded."""
+    op = _op_timeout(timeout)
+    policy = publish_options(timeout)["retry_policy"]
+    transport: dict[str, Any] = {
+        **policy,  # first connection of a pooled connection
+        "connect_retries_timeout": op,
+        # kombu pools connections by URL and transport options, globally: this key keeps our
+        # pool apart from the host app's and from a parent process's (os.fork).
+        "eventisc_pid": os.getpid(),
+    }
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in _AMQP_SCHEMES:
+        transport.update(read_timeout=op, write_timeout=op, confirm_publish=True)
+    elif scheme in _REDIS_SCHEMES:
+        transport.update(socket_timeout=op, socket_connect_timeout=op)
+    return {
+        "broker_url": url,
+        "broker_connection_timeout": op,
+        "broker_pool_acquire_timeout": timeout / 2,  # all pooled connections busy
+        "broker_transport_options": transport,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": policy,
+    }
+
+
+class _OwnCelery(celery.Celery):
+    """A Celery app that writes to its own broker even when CELERY_BROKER_URL is set."""
+
+    eventisc_broker_url = ""
+
+    def connection_for_write(self, url: str | None = None, **kwargs: Any) -> Any:
+        return super().connection_for_write(url or self.eventisc_broker_url, **kwargs)
+
+
+class _Apps:
+    """eventisc's own Celery apps, one per (broker URL, timeout), shared by the listeners."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._apps: dict[tuple[str, float], tuple[celery.Celery, int]] = {}
+        self._orphans: list[Any] = []
+
+    def acquire(self, url: str, timeout: float) -> celery.Celery:
+        with self._lock:
+            app, users = self._apps.get((url, timeout), (None, 0))
+            if app is None:
+                app = _OwnCelery("eventisc", set_as_current=False, fixups=[])
+                app.eventisc_broker_url = url
+                app.conf.update(app_config(url, timeout))
+            self._apps[(url, timeout)] = (app, users + 1)
+            return app
+
+    def release(self, url: str, timeout: float, app: celery.Celery) -> None:
+        with self._lock:
+            current, users = self._apps.get((url, timeout), (None, 0))
+            if current is not app:
+                return
+            if users > 1:
+                self._apps[(url, timeout)] = (app, users - 1)
+                return
+            del self._apps[(url, timeout)]
+        app.close()
+
+    def after_fork_in_child(self) -> None:
+        # The parent's apps hold the parent's sockets: keep them referenced, never close them.
+        self._lock = threading.Lock()
+        self._orphans.append(self._apps)
+        self._apps = {}
+
+
+#: The shared registry of eventisc's own apps.
+own_apps = _Apps()
+os.register_at_fork(after_in_child=own_apps.after_fork_in_child)

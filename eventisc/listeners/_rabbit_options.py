@@ -1,0 +1,99 @@
+"""Checking the ``rabbit`` kind's declarations at load, and its rendered values per event."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ..errors import ConfigError, TemplateError
+
+__all__ = [
+    "DECLARE_KEYS",
+    "DEFAULT_PROPERTIES",
+    "PROPERTY_TYPES",
+    "check_properties",
+    "check_target",
+    "declarations",
+]
+
+#: The message properties ``properties`` may set, and the types each accepts.
+PROPERTY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "content_type": str, "content_encoding": str, "headers": dict, "delivery_mode": int,
+    "priority": int, "correlation_id": str, "reply_to": str, "expiration": (str, int),
+    "message_id": str, "timestamp": (int, datetime), "type": str, "user_id": str,
+    "app_id": str, "cluster_id": str,
+}  # fmt: skip
+
+#: Properties every message gets unless ``properties`` overrides them.
+DEFAULT_PROPERTIES: dict[str, Any] = {"content_type": "application/json", "delivery_mode": 2}
+
+DECLARE_KEYS = {
+    "exchange": ("exchange", "exchange_type", "passive", "durable", "auto_delete", "internal",
+                 "arguments"),
+    "queue": ("queue", "passive", "durable", "exclusive", "auto_delete", "arguments"),
+    "bind": ("routing_key", "arguments"),
+}  # fmt: skip
+
+
+def declarations(
+    queue_kwargs: Mapping[str, Any],
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """Check ``queue_kwargs``; return the exchange, queue and bind arguments (or None)."""
+    unknown = sorted(set(queue_kwargs) - set(DECLARE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown keys {unknown}: use queue, exchange, bind", "queue_kwargs")
+    found: list[dict[str, Any] | None] = []
+    for part, allowed in DECLARE_KEYS.items():
+        value = queue_kwargs.get(part)
+        path = f"queue_kwargs.{part}"
+        if value is None:
+            found.append(None)
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError("must be a mapping of declare arguments", path)
+        value = dict(value)
+        if part == "exchange" and "type" in value:  # the pika 0.x spelling
+            value["exchange_type"] = value.pop("type")
+        bad = sorted(set(value) - set(allowed))
+        if bad:
+            raise ConfigError(f"unknown keys {bad}: use {', '.join(allowed)}", path)
+        if part != "bind" and not (isinstance(value.get(part), str) and value[part]):
+            raise ConfigError(f"give the {part} a name: `{part}: <name>`", path)
+        found.append(value)
+    exchange, queue, bind = found
+    if bind is not None and (exchange is None or queue is None):
+        raise ConfigError("a binding needs both a queue and an exchange", "queue_kwargs.bind")
+    return exchange, queue, bind
+
+
+def check_target(rendered: Mapping[str, Any]) -> tuple[str, str]:
+    exchange, routing_key = rendered["exchange"], rendered["routing_key"]
+    for what, value in (("exchange", exchange), ("routing_key", routing_key)):
+        # AMQP short strings: at most 255 bytes (63 characters always fit in UTF-8).
+        if not isinstance(value, str) or (len(value) > 63 and len(value.encode()) > 255):
+            raise TemplateError(
+                f"publish_kwargs.{what} must render to a string of at most 255 bytes, "
+                f"not {value!r:.80}"
+            )
+    return exchange, routing_key
+
+
+def check_properties(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Check rendered message properties; convert int expirations and datetime timestamps."""
+    out = dict(props)
+    for key, value in props.items():
+        if value is None:
+            continue
+        expected = PROPERTY_TYPES[key]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            types = expected if isinstance(expected, tuple) else (expected,)
+            names = " or ".join(t.__name__ for t in types)
+            raise TemplateError(f"message property {key} must be {names}, not {value!r:.80}")
+        if key == "expiration" and isinstance(value, int):
+            out[key] = str(value)  # AMQP wants milliseconds as a string
+        elif key == "timestamp" and isinstance(value, datetime):
+            out[key] = int(value.timestamp())
+        elif key == "delivery_mode" and value not in (1, 2):
+            raise TemplateError(f"message property delivery_mode must be 1 or 2, not {value!r}")
+    return out

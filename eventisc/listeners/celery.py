@@ -1,0 +1,395 @@
+"""The ``celery`` kind: send a task by name with ``app.send_task`` (no task code needed).
+
+Without ``broker_url`` the task goes through ``celery.current_app`` (the host application's
+Celery app, looked up at each delivery, as event-isc does). With ``broker_url`` eventisc uses its
+own Celery app for that broker: one per broker URL and timeout in a process, shared by the
+listeners, recreated in a child process after ``fork()``, closed when its last listener closes.
+
+Celery's publish can block forever when the broker is down or a pooled connection went dead
+(celery/celery#4296, #4627, #6911): see :mod:`eventisc.listeners._celery_apps` for how each
+publish is bounded.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import (
+    ConfigError,
+    ConnectError,
+    DeliveryError,
+    DeliveryTimeout,
+    EventiscError,
+    Rejected,
+    TemplateError,
+)
+from ..notification import Notification
+from .base import FilterLike, Listener, mask_url, missing_driver
+
+try:
+    import amqp.exceptions
+    import celery
+    import kombu.exceptions
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise missing_driver("celery", "celery", "celery") from exc
+
+from ._celery_apps import own_apps, publish_options  # noqa: E402  (needs celery)
+
+__all__ = ["CeleryListener", "publish_options", "translate_error"]
+
+logger = logging.getLogger("eventisc.listeners.celery")
+
+#: Default seconds one publish may take, retries included.
+DEFAULT_TIMEOUT = 10.0
+
+#: The kwargs the listener itself passes to ``send_task``, with what to use instead.
+CONTROLLED_OPTIONS = {
+    "name": "set the listener's `task_name`",
+    "args": "set the listener's `task_args`",
+    "kwargs": "set the listener's `task_kwargs`",
+    "queue": "set the listener's `queue`",
+    "retry": "eventisc bounds each publish by the listener's `timeout`",
+    "retry_policy": "eventisc bounds each publish by the listener's `timeout`",
+    "timeout": "set the listener's `timeout`",
+    "confirm_timeout": "set the listener's `timeout`",
+    "connection": "set the listener's `broker_url`",
+    "producer": "set the listener's `broker_url`",
+    "publisher": "set the listener's `broker_url`",
+}
+
+_SEND_TASK_KWARGS_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "description": (
+        "Extra keyword arguments to Celery's send_task, passed as they are (not templated), "
+        "e.g. {countdown: 10, priority: 5, headers: {...}, expires: 3600}."
+    ),
+    "properties": {
+        "countdown": {"type": "number", "description": "Seconds to wait before running."},
+        "eta": {"type": "string", "description": "ISO 8601 time to run at."},
+        "expires": {
+            "type": ["number", "string"],
+            "description": "Seconds, or an ISO 8601 time, after which the task is dropped.",
+        },
+        "priority": {"type": "integer", "minimum": 0, "maximum": 255},
+        "headers": {"type": "object", "description": "Extra message headers."},
+        "serializer": {"type": "string", "description": "json (default), pickle, yaml..."},
+        "compression": {"type": "string"},
+        "exchange": {"type": "string"},
+        "routing_key": {"type": "string"},
+        "ignore_result": {"type": "boolean"},
+        "time_limit": {"type": "number", "exclusiveMinimum": 0},
+        "soft_time_limit": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
+
+class CeleryListener(Listener):
+    """Send a Celery task by name for each event it hears.
+
+    Thread-safe and fork-safe. ``deliver`` raises :class:`ConnectError` or
+    :class:`DeliveryTimeout` when the broker cannot take the task within ``timeout``,
+    :class:`Rejected` when it refuses it, :class:`TemplateError` when the arguments cannot be
+    serialized.
+    """
+
+    kind = "celery"
+    schema = {
+        "properties": {
+            "task_name": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Name of the task to send (templated), e.g. foo_handle_created.",
+            },
+            "queue": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "description": (
+                    "Queue to send the task to (templated). Default: the app's routing "
+                    "(task_routes, else task_default_queue)."
+                ),
+            },
+            "task_args": {
+                "type": ["array", "null"],
+                "description": "Positional arguments of the task (each templated). Default: [].",
+            },
+            "task_kwargs": {
+                "type": ["object", "string", "null"],
+                "description": (
+                    "Keyword arguments of the task (each value templated), or the string "
+                    '"**event_data" to pass the event data itself as the keyword arguments. '
+                    "Default when neither task_args nor task_kwargs is given: "
+                    '{event_name: "{event_name}", event_data: "{event_data}"}.'
+                ),
+            },
+            "send_task_kwargs": _SEND_TASK_KWARGS_SCHEMA,
+            "send_task_kargs": {
+                **_SEND_TASK_KWARGS_SCHEMA,
+                "description": "event-isc's spelling of send_task_kwargs (an alias).",
+            },
+            "broker_url": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "description": (
+                    "Broker of a Celery app eventisc keeps for this listener (amqp://..., "
+                    "redis://...). Default: send through celery.current_app, the "
+                    "application's own Celery app."
+                ),
+            },
+            "timeout": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": (
+                    "Seconds a publish may take, reconnection and retry included "
+                    f"(default {DEFAULT_TIMEOUT:g})."
+                ),
+            },
+        },
+        "required": ["task_name"],
+    }
+
+    def __init__(
+        self,
+        event_name: Any = None,
+        queue: str | None = None,
+        task_name: str | None = None,
+        task_args: list[Any] | tuple[Any, ...] | None = None,
+        task_kwargs: Mapping[str, Any] | str | None = None,
+        send_task_kargs: Mapping[str, Any] | None = None,
+        filter: FilterLike = None,
+        *,
+        send_task_kwargs: Mapping[str, Any] | None = None,
+        broker_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        **common: Any,
+    ):
+        super().__init__(event_name, filter, **common)
+        if not isinstance(task_name, str) or not task_name:
+            raise ConfigError("a celery listener needs a `task_name`", "task_name")
+        self._task_name = self.template(task_name, "task_name")
+        self._queue = None if queue is None else self.template(queue, "queue")
+        if task_args is not None and not isinstance(task_args, (list, tuple)):
+            raise ConfigError(f"must be a list, not {type(task_args).__name__}", "task_args")
+        if task_args is None and task_kwargs is None:
+            task_kwargs = {"event_name": "{event_name}", "event_data": "{event_data}"}
+        self._args = self.template(list(task_args or ()), "task_args")
+        self._kwargs = None  # None: "**event_data"
+        if isinstance(task_kwargs, str):
+            if task_kwargs != "**event_data":
+                raise ConfigError(
+                    f'must be a mapping or the string "**event_data", not {task_kwargs!r}',
+                    "task_kwargs",
+                )
+        else:
+            task_kwargs = task_kwargs or {}
+            for key in task_kwargs:
+                if not isinstance(key, str):
+                    raise ConfigError(f"keyword {key!r} is not a string", "task_kwargs")
+            self._kwargs = self.template(dict(task_kwargs), "task_kwargs")
+        self.send_task_kwargs = _send_task_kwargs(send_task_kwargs, send_task_kargs)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(f"must be a number of seconds > 0, not {timeout!r}", "timeout")
+        self.timeout = float(timeout)
+        self.broker_url = broker_url or None
+        self._publish = publish_options(self.timeout)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._own_app: celery.Celery | None = None
+
+    # -- render / deliver -------------------------------------------------------------------
+
+    def render(self, event_name: str, event_data: Any) -> Notification:
+        """Render the task name, queue, args and kwargs for one event. Pure: no I/O."""
+        ctx = {"event_name": event_name, "event_data": event_data}
+        task_name = self._task_name.render(ctx)
+        if not isinstance(task_name, str) or not task_name:
+            raise TemplateError(
+                f"task_name must render to a non-empty string, not {task_name!r}",
+                template=str(self._task_name.source),
+            )
+        queue = None
+        if self._queue is not None:
+            queue = self._queue.render(ctx)
+            if not isinstance(queue, str) or not queue:
+                raise TemplateError(
+                    f"queue must render to a non-empty string, not {queue!r}",
+                    template=str(self._queue.source),
+                )
+        args = list(self._args.render(ctx))
+        if self._kwargs is None:
+            kwargs = _as_kwargs(event_data, "**event_data", "the event data")
+        else:
+            kwargs = _as_kwargs(self._kwargs.render(ctx), self._kwargs.source, "task_kwargs")
+        payload = {
+            "task_name": task_name,
+            "args": args,
+            "kwargs": kwargs,
+            "queue": queue,
+            "options": copy.deepcopy(self.send_task_kwargs),  # headers: no shared state
+        }
+        return Notification(self.name, self.kind, event_name, payload)
+
+    def deliver(self, notification: Notification) -> str:
+        """Send the task; return ``"sent task <id>"``.
+
+        Returns or raises within about ``timeout`` seconds when the broker is down, silent
+        or the pooled connection is dead (for a host app, see :func:`publish_options`).
+        """
+        payload = notification.payload
+        app = self.celery_app()
+        options = dict(payload.get("options") or {})
+        if payload.get("queue"):
+            options["queue"] = payload["queue"]
+        options.update(self._publish)
+        try:
+            result = app.send_task(
+                payload["task_name"], args=payload["args"], kwargs=payload["kwargs"], **options
+            )
+        except Exception as exc:
+            raise translate_error(exc, self._where(app, payload.get("queue"))) from exc
+        return f"sent task {result.id}"
+
+    # -- apps -------------------------------------------------------------------------------
+
+    def celery_app(self) -> celery.Celery:
+        """The Celery app deliveries go through: eventisc's own, else the current app."""
+        if self.broker_url is None:
+            app = celery.current_app._get_current_object()
+            if not app.conf.broker_url and id(app) not in _warned:
+                _warned.add(id(app))
+                logger.warning(
+                    "listener %r sends through celery.current_app %r, which has no broker_url: "
+                    "Celery's fallback app in a thread where no app was made current? Call "
+                    "set_default() on your Celery app, or give the listener a broker_url.",
+                    self.name,
+                    app.main,
+                )
+            return app
+        self._after_fork()
+        app = self._own_app
+        if app is None:
+            with self._lock:
+                if self._own_app is None:
+                    self._own_app = own_apps.acquire(self.broker_url, self.timeout)
+                app = self._own_app
+        return app
+
+    def _after_fork(self) -> None:
+        # In a child process: forget the parent's app, lock and sockets, never close them.
+        if self._pid != os.getpid():
+            self._lock, self._own_app, self._pid = threading.Lock(), None, os.getpid()
+
+    def close(self) -> None:
+        """Give up this listener's share of its own app (closed when no listener uses it)."""
+        self._after_fork()
+        with self._lock:
+            app, self._own_app = self._own_app, None
+        if app is not None:
+            own_apps.release(self.broker_url or "", self.timeout, app)
+
+    def describe(self) -> str:
+        """``task foo -> queue bar (amqp://guest:***@host:5672//)`` or ``... (current_app)``."""
+        queue = f"queue {self._queue.source}" if self._queue is not None else "default queue"
+        where = "current_app" if self.broker_url is None else mask_url(self.broker_url)
+        return f"task {self._task_name.source} -> {queue} ({where})"
+
+    def _where(self, app: celery.Celery, queue: str | None) -> str:
+        url = self.broker_url or app.conf.broker_write_url or "(no broker_url)"
+        return f"broker {mask_url(url)}" + (f", queue {queue}" if queue else "")
+
+
+def _send_task_kwargs(
+    kwargs: Mapping[str, Any] | None, kargs: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    if kwargs is not None and kargs is not None:
+        raise ConfigError(
+            "give `send_task_kwargs` or its event-isc spelling `send_task_kargs`, not both",
+            "send_task_kargs",
+        )
+    option = "send_task_kargs" if kargs is not None else "send_task_kwargs"
+    given = kwargs if kwargs is not None else kargs
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"must be a mapping, not {type(given).__name__}", option)
+    for key in given:
+        if key in CONTROLLED_OPTIONS:
+            raise ConfigError(
+                f"`{key}` is set by the listener: {CONTROLLED_OPTIONS[key]}", f"{option}.{key}"
+            )
+    return dict(given)
+
+
+def _as_kwargs(value: Any, template: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        got = type(value).__name__ if not isinstance(value, Mapping) else "non-string keys"
+        raise TemplateError(
+            f"{what} must be a mapping with string keys to be the task's keyword "
+            f"arguments, got {got}",
+            template=str(template),
+        )
+    return dict(value)
+
+
+#: Host apps already warned about (no broker_url: Celery's fallback app).
+_warned: set[int] = set()
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _classify(exc: BaseException, where: str) -> EventiscError | None:
+    """The eventisc error for one driver exception, or None when it says nothing certain."""
+    detail = f"{type(exc).__name__}: {exc}"
+    redis_errors = sys.modules.get("redis.exceptions")  # never imported by us
+    if isinstance(exc, (socket.timeout, TimeoutError, kombu.exceptions.LimitExceeded)) or (
+        redis_errors is not None and isinstance(exc, redis_errors.TimeoutError)
+    ):
+        return DeliveryTimeout(f"{where} did not answer in time ({detail})")
+    if isinstance(exc, amqp.exceptions.RecoverableConnectionError) and "timed out" in str(exc):
+        return DeliveryTimeout(f"{where} did not answer in time ({detail})")
+    if isinstance(exc, amqp.exceptions.MessageNacked):
+        return Rejected(f"{where} refused the task (publisher confirm nack)")
+    if isinstance(exc, (amqp.exceptions.NotAllowed, amqp.exceptions.ChannelError)):
+        return Rejected(f"{where} refused the task ({detail})")
+    if redis_errors is not None and isinstance(
+        exc, (redis_errors.AuthenticationError, redis_errors.ResponseError)
+    ):
+        return Rejected(f"{where} refused the task ({detail})")
+    if isinstance(exc, (amqp.exceptions.ConnectionError, OSError, EOFError)) or (
+        redis_errors is not None and isinstance(exc, redis_errors.ConnectionError)
+    ):
+        return ConnectError(f"cannot reach {where} ({detail})")
+    return None
+
+
+def translate_error(exc: BaseException, where: str = "the broker") -> EventiscError:
+    """The eventisc error for what ``send_task`` raised (the caller raises it ``from exc``).
+
+    kombu wraps the driver's error in ``OperationalError``: the chain of causes is read, the
+    most direct one that says something wins. Timeouts give :class:`DeliveryTimeout`,
+    connection errors :class:`ConnectError`, a refusal by the broker (publisher-confirm nack,
+    access refused, channel error, redis error reply) :class:`Rejected`, arguments the
+    serializer cannot encode :class:`TemplateError`, anything else :class:`DeliveryError`.
+    """
+    if isinstance(exc, EventiscError):
+        return exc
+    if isinstance(exc, kombu.exceptions.EncodeError):
+        return TemplateError(f"cannot serialize the task's arguments: {exc}")
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        found = _classify(current, where)
+        if found is not None:
+            return found
+        current = current.__cause__ or current.__context__
+    if isinstance(exc, kombu.exceptions.OperationalError):
+        return ConnectError(f"cannot reach {where} ({type(exc).__name__}: {exc})")
+    return DeliveryError(f"sending the task to {where} failed ({type(exc).__name__}: {exc})")

@@ -1,0 +1,388 @@
+"""The ``rabbit`` kind: publish one RabbitMQ message per event with pika 1.x.
+
+Connections come from eventisc's own :class:`~eventisc.pool.QueuedPool` (pika-pool's
+semantics). Each pooled connection has one channel, in publisher-confirm mode by default, and
+declares the configured exchange, queue and binding once, when it connects: an app starts
+while RabbitMQ is down, and a connection opened after a broker restart declares again what the
+restart dropped. A connection found dead while publishing is discarded and the message is
+published once more on a fresh connection before the delivery counts as failed.
+
+How a publish is bounded: :mod:`eventisc.listeners._rabbit_connection`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..encoding import encode
+from ..errors import (
+    ConfigError,
+    DeliveryError,
+    TemplateError,
+)
+from ..notification import Notification
+from ..pool import QueuedPool
+from ..template import compile_template
+from .base import Listener, mask_url, missing_driver
+
+try:
+    import pika
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise missing_driver("rabbit", "pika", "rabbit") from exc
+
+# These need pika.
+from ._rabbit_connection import (  # noqa: E402
+    ConfirmTimeout,
+    PooledConnection,
+    breaks_connection,
+    close_connection,
+    connection_died,
+)
+from ._rabbit_errors import translate_error  # noqa: E402
+from ._rabbit_options import (  # noqa: E402
+    DECLARE_KEYS,
+    DEFAULT_PROPERTIES,
+    PROPERTY_TYPES,
+    check_properties,
+    check_target,
+    declarations,
+)
+
+__all__ = ["ConfirmTimeout", "RabbitListener", "mask_url", "translate_error"]
+
+logger = logging.getLogger("eventisc.listeners.rabbit")
+
+#: A pooled connection idle for this many seconds is probed (one non-blocking read) before it
+#: is lent again, so one the broker closed meanwhile is replaced instead of failing a publish.
+PROBE_AFTER = 1.0
+
+_PUBLISH_KEYS = ("exchange", "routing_key", "mandatory")
+_EVENT_DATA = "the event data (set `body` to choose what to send)"
+
+
+def _option(description: str, type: Any = None, **schema: Any) -> dict[str, Any]:
+    return {**({"type": type} if type else {}), **schema, "description": description}
+
+
+_SECONDS = {"type": ["number", "null"], "exclusiveMinimum": 0}
+
+
+class RabbitListener(Listener):
+    """Publishes a message per event to RabbitMQ (see the module docstring)."""
+
+    kind = "rabbit"
+    template_names = ("queue_kwargs",)
+    schema = {
+        "properties": {
+            "url": _option(
+                "AMQP URL (amqp://user:pass@host:5672/%2F?heartbeat=60); query options as in "
+                "pika.URLParameters.", "string", minLength=1,
+            ),
+            "queue_kwargs": _option(
+                "What each new connection declares: queue (queue_declare arguments), exchange "
+                "(exchange_declare arguments; the queue is bound to it), bind (queue_bind "
+                "routing_key, arguments). Templates can read it as `queue_kwargs`.",
+                "object",
+                additionalProperties=False,
+                properties={
+                    key: {"type": "object", **({"required": [key]} if key != "bind" else {})}
+                    for key in DECLARE_KEYS
+                },
+            ),
+            "publish_kwargs": _option(
+                "Templated exchange and routing_key (default: the default exchange and the "
+                "declared queue's name), and mandatory.", "object",
+            ),
+            "body": _option("Template of the body (default: the event data as JSON)."),
+            "properties": _option(
+                "Templated message properties; default content_type application/json, "
+                "delivery_mode 2.", "object",
+            ),
+            "confirm": _option("Wait for publisher confirms (default true).", "boolean"),
+            "mandatory": _option("Unroutable messages fail (default false).", "boolean"),
+            "timeout": _option(
+                "Seconds to get a pooled connection, to connect, and to get a confirm "
+                "(default 10).", "number", exclusiveMinimum=0,
+            ),
+            "max_size": _option("Idle connections kept (default 10).", "integer", minimum=1),
+            "max_overflow": _option(
+                "Connections opened beyond max_size under load (default 10).", "integer",
+                minimum=0,
+            ),
+            "recycle": _option("Close connections older than this (seconds).", **_SECONDS),
+            "stale": _option("Close connections idle longer than this (seconds).", **_SECONDS),
+        },
+        "required": ["url"],
+    }  # fmt: skip
+
+    def __init__(
+        self,
+        event_name: Any = None,
+        url: str | None = None,
+        queue_kwargs: Mapping[str, Any] | None = None,
+        publish_kwargs: Mapping[str, Any] | None = None,
+        filter: Any = None,
+        *,
+        body: Any = None,
+        properties: Mapping[str, Any] | None = None,
+        confirm: bool = True,
+        mandatory: bool = False,
+        timeout: float = 10.0,
+        max_size: int = 10,
+        max_overflow: int = 10,
+        recycle: float | None = None,
+        stale: float | None = None,
+        **common: Any,
+    ):
+        super().__init__(event_name, filter, **common)
+        if not url:
+            raise ConfigError("needs an AMQP URL (amqp://user:pass@host:5672/%2F)", "url")
+        if timeout <= 0:
+            raise ConfigError(f"must be positive, got {timeout!r}", "timeout")
+        self.url = url
+        self.timeout = float(timeout)
+        self.confirm = confirm
+        self.queue_kwargs: dict[str, Any] = dict(queue_kwargs or {})
+        self._parameters = self._connection_parameters(url)
+        self.target = f"{self._parameters.host}:{self._parameters.port}"
+        self._exchange, self._queue, self._bind = declarations(self.queue_kwargs)
+
+        publish = dict(publish_kwargs or {})
+        unknown = sorted(set(publish) - set(_PUBLISH_KEYS))
+        if unknown:
+            hint = " (the body is the `body` option)" if "body" in unknown else ""
+            hint += " (use the `properties` option)" if "properties" in unknown else ""
+            raise ConfigError(
+                f"unknown keys {unknown}: use {', '.join(_PUBLISH_KEYS)}{hint}", "publish_kwargs"
+            )
+        self.mandatory = bool(publish.pop("mandatory", mandatory))
+        if self.mandatory and not confirm:
+            raise ConfigError(
+                "mandatory needs confirm: true (without publisher confirms an unroutable "
+                "message is returned after basic_publish has already succeeded)",
+                "mandatory",
+            )
+        publish.setdefault("exchange", "")
+        if "routing_key" not in publish:
+            if self._queue is None and not publish["exchange"]:
+                raise ConfigError(
+                    "give publish_kwargs.routing_key, or declare a queue in queue_kwargs.queue "
+                    "(its name is the default routing key)",
+                    "publish_kwargs",
+                )
+            publish["routing_key"] = self._queue["queue"] if self._queue else ""
+        self.publish_kwargs = publish
+        self._publish = self.template(publish, "publish_kwargs")
+        #: (exchange, routing_key) when they do not depend on the event: rendered once.
+        self._target = self._fixed_target(publish)
+        self._body = None if body is None else self.template(body, "body")
+        props = {**DEFAULT_PROPERTIES, **(properties or {})}
+        bad = sorted(set(props) - set(PROPERTY_TYPES))
+        if bad:
+            known = ", ".join(PROPERTY_TYPES)
+            raise ConfigError(f"unknown message properties {bad}; known: {known}", "properties")
+        self._properties = self.template(props, "properties")
+        # Constant properties are checked and built once; templated ones for each event.
+        self._static_properties: dict[str, Any] | None = None
+        self._static_basic_properties: Any = None
+        if self._properties.is_constant:
+            try:
+                self._static_properties = check_properties(props)
+            except TemplateError as exc:
+                raise ConfigError(exc.message, "properties") from None
+            self._static_basic_properties = pika.BasicProperties(**self._static_properties)
+        try:
+            self._pool: QueuedPool[PooledConnection] = QueuedPool(
+                self._connect,
+                max_size=max_size,
+                max_overflow=max_overflow,
+                timeout=self.timeout,
+                recycle=recycle,
+                stale=stale,
+                is_alive=PooledConnection.probe,
+                check_after=PROBE_AFTER,
+                invalidates=breaks_connection,
+                close=self._close_connection,
+                name=f"rabbit {self.target}",
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def _connection_parameters(self, url: str) -> Any:
+        try:
+            params = pika.URLParameters(url)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"bad AMQP URL {mask_url(url)!r}: {exc}", "url") from None
+        given = parse_qs(urlsplit(url).query)
+        # pika waits 10-15 s to connect and forever on a blocked connection: bound both by
+        # `timeout` unless the URL says otherwise.
+        for option in ("socket_timeout", "stack_timeout", "blocked_connection_timeout"):
+            if option not in given:
+                setattr(params, option, self.timeout)
+        return params
+
+    def _fixed_target(self, publish: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Render exchange and routing key now if they use nothing but ``queue_kwargs``.
+
+        Without calls (no ``(``) and without the event's names, a template is a fixed lookup
+        in the config, so its value cannot change from one event to the next.
+        """
+        texts = [v for v in publish.values() if isinstance(v, str)]
+        if any("(" in text for text in texts):
+            return None
+        try:
+            template = compile_template(publish, ("queue_kwargs",), "publish_kwargs")
+        except ConfigError:
+            return None  # it uses the event: rendered for each one
+        try:
+            return check_target(template.render({"queue_kwargs": self.queue_kwargs}))
+        except TemplateError as exc:
+            raise ConfigError(exc.message, "publish_kwargs") from None
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    def render(self, event_name: str, event_data: Any) -> Notification:
+        """The message for one event: exchange, routing key, body and properties (no I/O).
+
+        Raises TemplateError when a template fails or the body cannot be encoded as JSON.
+        Constant properties are shared by every notification: treat the payload as read-only.
+        """
+        ctx = None
+        try:
+            target = self._target
+            if target is None:
+                ctx = self._context(event_name, event_data)
+                target = check_target(self._publish.render(ctx))
+            if self._body is None:
+                body = encode(event_data, _EVENT_DATA)
+            else:
+                ctx = ctx or self._context(event_name, event_data)
+                body = self._body.render(ctx)
+                if not isinstance(body, (str, bytes)):
+                    body = encode(body, "the rendered body")
+            properties = self._static_properties
+            if properties is None:
+                ctx = ctx or self._context(event_name, event_data)
+                properties = check_properties(self._properties.render(ctx))
+        except TemplateError as exc:
+            exc.listener = exc.listener or self.name
+            raise
+        payload = {
+            "exchange": target[0],
+            "routing_key": target[1],
+            "body": body,
+            "properties": properties,
+            "mandatory": self.mandatory,
+        }
+        return Notification(self.name, "rabbit", event_name, payload)
+
+    def _context(self, event_name: str, event_data: Any) -> dict[str, Any]:
+        return {
+            "event_name": event_name,
+            "event_data": event_data,
+            "queue_kwargs": self.queue_kwargs,
+        }
+
+    # -- delivering ---------------------------------------------------------------------------
+
+    def deliver(self, notification: Notification) -> str:
+        """Publish the message; return "confirmed" (or "published" with confirm off).
+
+        Raises ConnectError, DeliveryTimeout or Rejected (see :func:`translate_error`).
+        """
+        p = notification.payload
+        properties = p["properties"]
+        if properties is self._static_properties:
+            basic_properties = self._static_basic_properties
+        else:
+            basic_properties = pika.BasicProperties(**properties)
+        args = (p["exchange"], p["routing_key"], p["body"], basic_properties, p["mandatory"])
+        pool = self._pool
+        retried = False
+        while True:
+            try:
+                entry = pool.checkout()  # raises DeliveryError when connecting fails
+                try:
+                    if self.confirm:
+                        entry.item.publish_confirmed(args, self.timeout)
+                    else:
+                        entry.item.channel.basic_publish(*args)
+                except BaseException as exc:
+                    pool.checkin(entry, broken=breaks_connection(exc))
+                    raise
+                pool.checkin(entry)
+                return "confirmed" if self.confirm else "published"
+            except DeliveryError as exc:  # connecting or declaring failed: already translated
+                exc.listener = exc.listener or self.name
+                raise
+            except Exception as exc:
+                if not retried and connection_died(exc):
+                    retried = True
+                    logger.info(
+                        "listener %r: connection to RabbitMQ at %s died (%r); publishing again "
+                        "on a fresh connection",
+                        *(self.name, self.target, exc),
+                    )
+                    pool.sweep(PooledConnection.probe)  # its idle siblings may be dead too
+                    continue
+                error = translate_error(exc, self.target, timeout=self.timeout)
+                error.listener = self.name
+                raise error from exc
+
+    def _connect(self) -> PooledConnection:
+        """Open a connection and its channel, then declare (the pool's ``create``).
+
+        Raises the translated error, so the caller does not retry a failed connect.
+        """
+        try:
+            connection = pika.BlockingConnection(self._parameters)
+        except Exception as exc:
+            raise translate_error(exc, self.target, timeout=self.timeout) from exc
+        doing = "open a channel"
+        try:
+            channel = connection.channel()
+            if self.confirm:
+                channel.confirm_delivery()
+            exchange, queue = self._exchange, self._queue
+            if exchange is not None:
+                doing = f"declare exchange {exchange['exchange']!r}"
+                channel.exchange_declare(**exchange)
+            if queue is not None:
+                doing = f"declare queue {queue['queue']!r}"
+                channel.queue_declare(**queue)
+            if exchange is not None and queue is not None:
+                doing = f"bind queue {queue['queue']!r} to exchange {exchange['exchange']!r}"
+                channel.queue_bind(queue["queue"], exchange["exchange"], **(self._bind or {}))
+        except Exception as exc:
+            close_connection(connection, self.timeout)
+            raise translate_error(exc, self.target, timeout=self.timeout, doing=doing) from exc
+        return PooledConnection(connection, channel)
+
+    def _close_connection(self, conn: PooledConnection) -> None:
+        conn.close(self.timeout)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> QueuedPool[PooledConnection]:
+        """The connection pool; ``pool.stats()`` counts open, idle and in-use connections."""
+        return self._pool
+
+    def heartbeat(self) -> None:
+        """Let every idle connection send and read heartbeats; drop the dead and expired ones."""
+        self._pool.sweep(PooledConnection.probe)
+
+    def close(self) -> None:
+        """Close idle connections now, busy ones when they come back; reconnects if used."""
+        self._pool.close()
+
+    def describe(self) -> str:
+        """``amqp://guest:***@host:5672/%2F exchange='' routing_key=myqueue``."""
+        exchange, routing_key = self._target or (
+            self.publish_kwargs["exchange"],
+            self.publish_kwargs["routing_key"],
+        )
+        return f"{mask_url(self.url)} exchange={exchange!r} routing_key={routing_key!r}"

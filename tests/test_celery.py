@@ -1,0 +1,713 @@
+"""The celery kind against a real Celery worker, on RabbitMQ and on Redis.
+
+Each broker gets one in-process worker (``celery.contrib.testing.worker.start_worker``) for the
+module, consuming a set of queues unique to this run; each test takes queues of its own from
+that set. The worker's tasks record what they received. eventisc's listener talks to the same
+broker through its own Celery app (``broker_url``), as a separate service would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import amqp.exceptions
+import celery
+import celery._state
+import celery.worker.state
+import kombu
+import kombu.exceptions
+import pytest
+import redis
+import redis.exceptions
+from celery.contrib.testing.worker import TestWorkController, start_worker
+
+import eventisc
+from eventisc import (
+    ConfigError,
+    ConnectError,
+    DeliveryError,
+    DeliveryTimeout,
+    Rejected,
+    TemplateError,
+    TriggerError,
+)
+from eventisc.listeners.celery import CeleryListener, translate_error
+
+from .conftest import RABBITMQ_HOST, RABBITMQ_PORT, REDIS_HOST, REDIS_PORT, require_service
+
+#: Queues each worker consumes; every test takes the ones it uses from this pool.
+QUEUES_PER_WORKER = 24
+
+
+# -- the worker side ------------------------------------------------------------------------
+
+
+class Recorder:
+    """What the worker's tasks received, by task id."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.calls: dict[str, dict[str, Any]] = {}
+
+    def add(self, task_id: str, record: dict[str, Any]) -> None:
+        with self._cond:
+            self.calls[task_id] = record
+            self._cond.notify_all()
+
+    def wait(self, task_id: str, timeout: float = 10) -> dict[str, Any]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: task_id in self.calls, timeout):
+                pytest.fail(f"the worker did not run task {task_id} within {timeout}s")
+            return self.calls[task_id]
+
+
+def make_test_app(url: str, default_queue: str, recorder: Recorder) -> celery.Celery:
+    app = celery.Celery("eventisc-test", broker=url, set_as_current=False, fixups=[])
+    app.conf.update(
+        task_default_queue=default_queue,
+        worker_hijack_root_logger=False,
+        worker_enable_remote_control=False,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+    )
+
+    def record(self: Any, *args: Any, **kwargs: Any) -> None:
+        recorder.add(
+            self.request.id,
+            {
+                "name": self.name,
+                "args": list(args),
+                "kwargs": kwargs,
+                "queue": (self.request.delivery_info or {}).get("routing_key"),
+                "expires": self.request.expires,
+            },
+        )
+
+    for name in ("eventisc_test.record", "eventisc_test.other"):
+        app.task(name=name, bind=True, shared=False)(record)
+    return app
+
+
+class BlockingLoopWorker(TestWorkController):
+    """The test worker on Celery's blocking loop (``synloop``).
+
+    In a thread, the event-loop worker misses AMQP deliveries that py-amqp already read into
+    its buffer (a burst of tasks): they wait for the loop's next timeout, ~10 s. The blocking
+    loop drains the buffer on every turn, and notices shutdown within 2 s.
+    """
+
+    def should_use_eventloop(self) -> bool:
+        return False
+
+
+@dataclass
+class Broker:
+    name: str
+    url: str
+    app: celery.Celery
+    recorder: Recorder
+    queues: list[str] = field(default_factory=list)
+
+    def queue(self) -> str:
+        """A queue the worker consumes that no other test uses."""
+        return self.queues.pop()
+
+    def sent(self, detail: str, timeout: float = 10) -> dict[str, Any]:
+        """What the worker received for the task ``deliver`` reported as sent."""
+        assert detail.startswith("sent task "), detail
+        return self.recorder.wait(detail.split()[-1], timeout)
+
+
+def _delete_queues(url: str, queues: list[str], token: str) -> None:
+    if url.startswith("redis"):
+        client = redis.Redis.from_url(url)
+        try:
+            for key in client.scan_iter(match=f"*{token}*"):
+                client.delete(key)
+        finally:
+            client.close()
+        return
+    with kombu.Connection(url, connect_timeout=5) as conn:
+        channel = conn.default_channel
+        for queue in queues:
+            channel.queue_delete(queue)
+            channel.exchange_delete(queue)
+
+
+def _run_worker(name: str, url: str) -> Iterator[Broker]:
+    token = uuid.uuid4().hex[:12]
+    queues = [f"eventisc-test-{token}-{i}" for i in range(QUEUES_PER_WORKER)]
+    recorder = Recorder()
+    app = make_test_app(url, queues[0], recorder)
+    previous = celery._state.default_app
+    root = logging.getLogger()
+    root_level, root_handlers = root.level, list(root.handlers)
+    try:
+        with start_worker(
+            app,
+            perform_ping_check=False,  # no celery.ping task: our tasks say the worker runs
+            queues=queues,
+            hostname=f"eventisc-test-{token}@localhost",
+            shutdown_timeout=30,
+            WorkController=BlockingLoopWorker,
+        ):
+            # start_worker set up logging as a worker does (root at ERROR, a stderr handler):
+            # undo it, for caplog and for the tests that run after this module.
+            root.setLevel(root_level)
+            root.handlers[:] = root_handlers
+            yield Broker(name, url, app, recorder, queues[1:])
+            # Stop now rather than at the loop's next 2 s timeout: set the flag start_worker
+            # sets on exit, then wake the loop with a message.
+            celery.worker.state.should_terminate = 0
+            app.send_task("eventisc_test.other", args=["wake up"], queue=queues[0])
+    finally:
+        celery._state.set_default_app(previous)  # start_worker made the test app the default
+        _delete_queues(url, queues, token)
+
+
+@pytest.fixture(scope="module", params=["rabbitmq", "redis"])
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A worker on one broker. Module-scoped and parametrized, so pytest runs every test of
+    one broker before starting the other's worker: two in-process workers at once share
+    Celery's global state (event loop, shutdown flag) and stall each other."""
+    if request.param == "rabbitmq":
+        require_service("RabbitMQ", RABBITMQ_HOST, RABBITMQ_PORT)
+        url = f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}//"
+    else:
+        require_service("Redis", REDIS_HOST, REDIS_PORT)
+        url = f"redis://{REDIS_HOST}:{REDIS_PORT}/15"
+    yield from _run_worker(request.param, url)
+
+
+#: For tests about one broker only.
+rabbitmq_only = pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
+
+
+def celery_listener(broker: Broker | None = None, **options: Any) -> CeleryListener:
+    options.setdefault("event_name", "e")
+    options.setdefault("task_name", "eventisc_test.record")
+    if broker is not None:
+        options.setdefault("broker_url", broker.url)
+    listener = CeleryListener.from_config({"kind": "celery", **options})
+    assert isinstance(listener, CeleryListener)
+    return listener
+
+
+@pytest.fixture
+def listeners() -> Iterator[list[CeleryListener]]:
+    """Listeners closed after the test."""
+    made: list[CeleryListener] = []
+    yield made
+    for listener in made:
+        listener.close()
+
+
+def send(listener: CeleryListener, event_name: str, event_data: Any) -> str:
+    return listener.deliver(listener.render(event_name, event_data))
+
+
+# -- a TCP proxy that can play a dead broker -------------------------------------------------
+
+
+class Proxy:
+    """Forwards TCP to a real broker; ``silent`` makes it a peer that never answers (a half-open
+    connection, a hung broker), ``reset()`` kills every connection (a broker restart)."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self.silent = False
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+                upstream = None if self.silent else socket.create_connection(self.upstream, 5)
+            except OSError:
+                continue
+            with self._lock:
+                self._sockets += [client] if upstream is None else [client, upstream]
+            if upstream is not None:
+                threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while not self._closed:
+                ready, _, _ = select.select([a, b], [], [], 0.05)
+                if self.silent:
+                    continue  # hold the data: the peer never answers
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (b if sock is a else a).sendall(data)
+        except (OSError, ValueError):
+            return
+
+    def reset(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._server.close()
+        self.reset()
+
+    def url(self, broker: Broker) -> str:
+        if broker.name == "redis":
+            return f"redis://127.0.0.1:{self.port}/15"
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- delivering to a real worker --------------------------------------------------------------
+
+
+def test_task_runs_with_the_rendered_args_and_kwargs(broker, listeners):
+    queue = broker.queue()
+    listener = celery_listener(
+        broker,
+        queue=queue,
+        task_args=["{event_name}", "{event_data['n']}", "n={event_data['n']}"],
+        task_kwargs={"user": "{event_data['user']}", "fixed": [1, "two"]},
+    )
+    listeners.append(listener)
+    detail = send(listener, "user_created", {"n": 42, "user": {"id": 7, "tags": ["a"]}})
+    received = broker.sent(detail)
+    assert received["name"] == "eventisc_test.record"
+    assert received["args"] == ["user_created", 42, "n=42"]
+    assert received["kwargs"] == {"user": {"id": 7, "tags": ["a"]}, "fixed": [1, "two"]}
+    assert received["queue"] == queue
+
+
+def test_default_kwargs_from_an_event_isc_yaml_config(broker, tmp_path):
+    # Given event-isc's README config, unquoted templates included (YAML reads them as maps)
+    queue = broker.queue()
+    config = tmp_path / "eventisc.yaml"
+    config.write_text(
+        "name_prefix: myapp.\n"
+        "listeners:\n"
+        "- kind: celery\n"
+        "  event_name_regex: myapp[.].*_created\n"
+        f"  queue: {queue}\n"
+        "  task_name: eventisc_test.record\n"
+        f"  broker_url: {broker.url}\n"
+        "  task_kwargs:\n"
+        "    event_name: {event_name}\n"
+        "    event_data: {event_data}\n"
+        "- kind: celery\n"
+        "  event_name: myapp.foo_created\n"
+        f"  queue: {queue}\n"
+        "  task_name: eventisc_test.other\n"
+        f"  broker_url: {broker.url}\n"
+    )
+    with eventisc.create_app(config_file=str(config), raise_errors=True) as app:
+        before = set(broker.recorder.calls)
+        assert app.trigger("foo_created", {"foo": "bar"}) == 2
+        deadline = time.monotonic() + 10
+        while len(set(broker.recorder.calls) - before) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    received = [broker.recorder.calls[i] for i in set(broker.recorder.calls) - before]
+    expected = {"event_name": "myapp.foo_created", "event_data": {"foo": "bar"}}
+    assert sorted(r["name"] for r in received) == ["eventisc_test.other", "eventisc_test.record"]
+    assert all(r["kwargs"] == expected and r["args"] == [] for r in received)
+
+
+def test_event_data_as_the_keyword_arguments(broker, listeners):
+    listener = celery_listener(broker, queue=broker.queue(), task_kwargs="**event_data")
+    listeners.append(listener)
+    received = broker.sent(send(listener, "e", {"user_id": 3, "email": "a@example.com"}))
+    assert received["kwargs"] == {"user_id": 3, "email": "a@example.com"}
+    assert received["args"] == []
+
+
+def test_templated_task_name_and_queue(broker, listeners):
+    queue = broker.queue()
+    listener = celery_listener(
+        broker,
+        task_name="eventisc_test.{event_data['handler']}",
+        queue="{event_data['queue']}",
+        task_args=["{event_data['queue']}"],
+    )
+    listeners.append(listener)
+    received = broker.sent(send(listener, "e", {"handler": "other", "queue": queue}))
+    assert received["name"] == "eventisc_test.other"
+    assert received["queue"] == queue
+
+
+@rabbitmq_only
+def test_send_task_kargs_alias_reaches_send_task(broker, listeners):
+    listener = celery_listener(
+        broker, queue=broker.queue(), send_task_kargs={"expires": 600, "priority": 3}
+    )
+    listeners.append(listener)
+    assert listener.send_task_kwargs == {"expires": 600, "priority": 3}
+    received = broker.sent(send(listener, "e", {}))
+    assert received["expires"] is not None  # the worker got the expiry send_task set
+
+
+@rabbitmq_only
+def test_current_app_is_resolved_at_delivery(broker):
+    listener = celery_listener(None, queue=broker.queue(), task_args=["{event_data}"])
+    assert listener.describe().endswith("(current_app)")
+    previous = celery.current_app._get_current_object()
+    broker.app.set_current()  # after the listener was built: the lookup is per delivery
+    try:
+        assert listener.celery_app() is broker.app
+        received = broker.sent(send(listener, "e", {"via": "current_app"}))
+    finally:
+        previous.set_current()
+    assert received["args"] == [{"via": "current_app"}]
+
+
+def test_current_app_without_a_broker_warns_once(caplog, monkeypatch):
+    # In a thread where no app was made current, Celery hands out its fallback app (no
+    # broker_url: amqp://guest@localhost//). That is a trap worth a warning.
+    monkeypatch.setattr(celery._state, "default_app", None)
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    listener = celery_listener(None)
+    apps: list[celery.Celery] = []
+    thread = threading.Thread(target=lambda: apps.extend([listener.celery_app()] * 2))
+    thread.start()
+    thread.join()
+    assert apps[0].main == "default"
+    warnings = [r for r in caplog.records if r.name == "eventisc.listeners.celery"]
+    assert len(warnings) == 1 and "set_default()" in warnings[0].getMessage()
+
+
+def test_own_app_ignores_celery_broker_url_environment(broker, listeners, monkeypatch):
+    # CELERY_BROKER_URL is the *host* worker's setting in docker-compose files: it must not
+    # redirect a listener that names its own broker.
+    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:1//")
+    monkeypatch.setenv("CELERY_BROKER_WRITE_URL", "amqp://guest:guest@127.0.0.1:1//")
+    listener = celery_listener(broker, queue=broker.queue(), timeout=2)
+    listeners.append(listener)
+    assert broker.sent(send(listener, "e", {}))["name"] == "eventisc_test.record"
+
+
+@rabbitmq_only
+def test_listeners_share_one_app_per_broker_and_timeout(broker, listeners):
+    queue = broker.queue()
+    first = celery_listener(broker, queue=queue)
+    second = celery_listener(broker, queue=queue, task_name="eventisc_test.other")
+    other_timeout = celery_listener(broker, queue=queue, timeout=3)
+    listeners += [first, second, other_timeout]
+    app = first.celery_app()
+    assert second.celery_app() is app
+    assert other_timeout.celery_app() is not app
+    first.close()  # the app stays open for the other listener
+    assert broker.sent(send(second, "e", {}))["name"] == "eventisc_test.other"
+    second.close()  # the last user closed it; using a listener again opens a new one
+    assert first.celery_app() is not app
+    assert broker.sent(send(first, "e", {}))["name"] == "eventisc_test.record"
+
+
+def test_many_threads_deliver_through_one_listener(broker, listeners):
+    listener = celery_listener(broker, queue=broker.queue(), task_args=["{event_data}"])
+    listeners.append(listener)
+    details: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(5):
+                details.append(send(listener, "e", n * 10 + i))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    received = sorted(broker.sent(d)["args"][0] for d in details)
+    assert received == sorted(n * 10 + i for n in range(16) for i in range(5))
+
+
+@rabbitmq_only
+def test_forked_child_opens_its_own_connection(broker, listeners):
+    listener = celery_listener(broker, queue=broker.queue(), task_args=["{event_data}"])
+    listeners.append(listener)
+    broker.sent(send(listener, "e", "parent before"))
+    parent_app = listener.celery_app()
+    parent_pool = parent_app.pool
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        code = 1
+        try:
+            signal.alarm(20)
+            app = listener.celery_app()
+            fresh = app is not parent_app and app.pool is not parent_pool
+            detail = send(listener, "e", "child")
+            os.write(write_end, f"{fresh} {detail}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    report = os.read(read_end, 200).decode()
+    os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0, report
+    fresh, detail = report.split(" ", 1)
+    assert fresh == "True"
+    assert broker.sent(detail)["args"] == ["child"]
+    # The parent's pooled connection was not touched by the child: it still works.
+    assert listener.celery_app() is parent_app
+    assert broker.sent(send(listener, "e", "parent after"))["args"] == ["parent after"]
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["amqp://guest:secret@127.0.0.1:1//", "redis://:secret@127.0.0.1:{port}/15"],
+    ids=["amqp", "redis"],
+)
+def test_broker_down_is_a_connect_error_within_the_timeout(url):
+    url = url.format(port=unused_port())
+    app = eventisc.create_app(
+        listeners=[
+            {
+                "kind": "celery",
+                "event_name": "e",
+                "task_name": "t",
+                "broker_url": url,
+                "queue": "q",
+                "timeout": 1,
+            }
+        ],
+        raise_errors=True,
+    )
+    started = time.monotonic()
+    with app, pytest.raises(TriggerError) as info:
+        app.trigger("e", {"x": 1})
+    elapsed = time.monotonic() - started
+    assert elapsed < 5
+    ((_, error),) = info.value.failures
+    assert isinstance(error, ConnectError) and error.transient
+    assert "127.0.0.1" in str(error) and "secret" not in str(error)
+
+
+def test_silent_broker_and_dead_pooled_connection_are_bounded(broker, listeners):
+    # Given a listener whose pooled connection works...
+    proxy = Proxy(("127.0.0.1", RABBITMQ_PORT if broker.name == "rabbitmq" else REDIS_PORT))
+    try:
+        listener = celery_listener(
+            None,
+            broker_url=proxy.url(broker),
+            queue=broker.queue(),
+            task_args=["{event_data}"],
+            timeout=1.2,
+        )
+        listeners.append(listener)
+        assert broker.sent(send(listener, "e", "before"))["args"] == ["before"]
+        # ...when the broker stops answering (half-open connection, hung broker),
+        proxy.silent = True
+        for _ in range(2):  # the pooled connection, then a new one that gets no answer
+            started = time.monotonic()
+            with pytest.raises((DeliveryTimeout, ConnectError)):
+                send(listener, "e", "lost")
+            assert time.monotonic() - started < 3 * 1.2
+        # ...and when it comes back after dropping every connection (a restart),
+        proxy.reset()
+        proxy.silent = False
+        # then the next delivery reconnects and the task runs.
+        assert broker.sent(send(listener, "e", "after"))["args"] == ["after"]
+    finally:
+        proxy.close()
+
+
+@rabbitmq_only
+def test_unserializable_arguments_are_a_template_error(broker, listeners):
+    listener = celery_listener(
+        broker, queue=broker.queue(), task_kwargs={"obj": "{event_data['obj']}"}
+    )
+    listeners.append(listener)
+    notification = listener.render("e", {"obj": object()})  # render does not encode
+    with pytest.raises(TemplateError, match="serialize"):
+        listener.deliver(notification)
+
+
+def test_event_data_that_is_not_a_mapping_cannot_be_the_kwargs():
+    listener = celery_listener(None, task_kwargs="**event_data")
+    with pytest.raises(TemplateError, match="mapping with string keys"):
+        listener.render("e", [1, 2])
+    with pytest.raises(TemplateError, match="mapping with string keys"):
+        listener.render("e", {1: "a"})
+
+
+def test_render_is_pure_and_its_payload_stands_alone():
+    listener = celery_listener(
+        None,
+        broker_url="amqp://guest:guest@127.0.0.1:1//",
+        queue="q-{event_data['n']}",
+        task_args=["{event_data['n']}"],
+        send_task_kwargs={"countdown": 5},
+    )
+    first = listener.render("e", {"n": 1})
+    second = listener.render("e", {"n": 2})
+    assert first.payload == {
+        "task_name": "eventisc_test.record",
+        "args": [1],
+        "kwargs": {},
+        "queue": "q-1",
+        "options": {"countdown": 5},
+    }
+    assert second.payload["queue"] == "q-2"
+    first.payload["options"]["countdown"] = 0  # payloads do not share state
+    assert listener.render("e", {"n": 1}).payload["options"] == {"countdown": 5}
+    assert listener._own_app is None  # nothing connected
+
+
+def test_describe_masks_the_password():
+    listener = celery_listener(
+        None,
+        broker_url="amqp://guest:guest@127.0.0.1:5672//",
+        queue="foo_service",
+        task_name="foo_handle_created",
+    )
+    assert listener.describe() == (
+        "task foo_handle_created -> queue foo_service (amqp://guest:***@127.0.0.1:5672//)"
+    )
+    assert celery_listener(None).describe() == (
+        "task eventisc_test.record -> default queue (current_app)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "path", "message"),
+    [
+        ({"task_name": None}, "listeners[0].task_name", "None is not of type"),
+        ({"task_kwargs": "event_data"}, "listeners[0].task_kwargs", "**event_data"),
+        ({"task_kwargs": {1: "x"}}, "listeners[0].task_kwargs", "not a string"),
+        ({"task_name": "t-{event_data["}, "listeners[0].task_name", "closing"),
+        ({"queue": "{nope}"}, "listeners[0].queue", "nope"),
+        ({"task_args": ["{event_data[}"]}, "listeners[0].task_args[0]", ""),
+        (
+            {"send_task_kwargs": {"countdown": 1}, "send_task_kargs": {"countdown": 2}},
+            "listeners[0].send_task_kargs",
+            "not both",
+        ),
+        ({"send_task_kwargs": {"queue": "x"}}, "listeners[0].send_task_kwargs.queue", "queue"),
+        ({"send_task_kargs": {"args": [1]}}, "listeners[0].send_task_kargs.args", "task_args"),
+        ({"send_task_kwargs": {"retry": False}}, "listeners[0].send_task_kwargs.retry", "timeout"),
+        (
+            {"send_task_kwargs": {"countdown": "soon"}},
+            "listeners[0].send_task_kwargs.countdown",
+            "not of type",
+        ),
+        ({"timeout": 0}, "listeners[0].timeout", "0"),
+        ({"broker": "amqp://"}, "listeners[0].broker", "broker_url"),
+    ],
+)
+def test_bad_options_are_config_errors_with_their_path(options, path, message):
+    definition = {"kind": "celery", "event_name": "e", "task_name": "t", **options}
+    if definition["task_name"] is None:
+        del definition["task_name"]
+        message = "'task_name' is a required property"
+        path = "listeners[0]"
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(listeners=[definition])
+    assert info.value.path == path
+    assert message in info.value.message
+
+
+def test_missing_task_name_in_python_is_a_config_error():
+    with pytest.raises(ConfigError) as info:
+        CeleryListener("e", queue="q")
+    assert info.value.path == "task_name"
+
+
+def _raised(exc: BaseException, cause: BaseException) -> BaseException:
+    """``exc`` raised ``from cause``, as kombu's ``_reraise_as_library_errors`` does."""
+    try:
+        raise exc from cause
+    except BaseException as raised:
+        return raised
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            _raised(kombu.exceptions.OperationalError("refused"), ConnectionRefusedError(111, "x")),
+            ConnectError,
+        ),
+        (
+            _raised(kombu.exceptions.OperationalError("t"), socket.timeout("timed out")),
+            DeliveryTimeout,
+        ),
+        (kombu.exceptions.OperationalError("no cause"), ConnectError),
+        (
+            _raised(kombu.exceptions.OperationalError("pool"), kombu.exceptions.LimitExceeded(10)),
+            DeliveryTimeout,
+        ),
+        (amqp.exceptions.ConnectionError("lost"), ConnectError),
+        (
+            amqp.exceptions.RecoverableConnectionError("basic_publish: connection closed"),
+            ConnectError,
+        ),
+        (amqp.exceptions.RecoverableConnectionError("basic_publish: timed out"), DeliveryTimeout),
+        (amqp.exceptions.ConnectionForced("broker shutdown"), ConnectError),
+        (amqp.exceptions.AccessRefused("login refused"), Rejected),
+        (amqp.exceptions.NotAllowed("vhost not found"), Rejected),
+        (amqp.exceptions.NotFound("no exchange"), Rejected),
+        (amqp.exceptions.MessageNacked(), Rejected),
+        (redis.exceptions.ConnectionError("Error 111 connecting"), ConnectError),
+        (redis.exceptions.TimeoutError("Timeout reading from socket"), DeliveryTimeout),
+        (redis.exceptions.AuthenticationError("invalid password"), Rejected),
+        (redis.exceptions.ResponseError("OOM command not allowed"), Rejected),
+        (socket.timeout("timed out"), DeliveryTimeout),
+        (TimeoutError(), DeliveryTimeout),
+        (ConnectionRefusedError(111, "Connection refused"), ConnectError),
+        (ConnectionResetError(104, "reset"), ConnectError),
+        (BrokenPipeError(32, "broken pipe"), ConnectError),
+        (socket.gaierror(-2, "Name or service not known"), ConnectError),
+        (OSError("Server unexpectedly closed connection"), ConnectError),
+        (
+            kombu.exceptions.EncodeError("Object of type object is not JSON serializable"),
+            TemplateError,
+        ),
+        (ValueError("something else"), DeliveryError),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else "",
+)
+def test_translate_error_maps_every_driver_error_we_know(error, expected):
+    translated = translate_error(error, "broker amqp://guest:***@h:5672//")
+    assert type(translated) is expected
+    if expected is not TemplateError:
+        assert "broker amqp://guest:***@h:5672//" in str(translated)

@@ -1,0 +1,667 @@
+"""The rabbit kind against a real RabbitMQ; messages are read back with a plain pika client.
+
+Some tests put a small TCP relay (:class:`Relay`) between the listener and RabbitMQ to freeze
+or cut the link: a real network fault on a real broker, pika itself is never patched.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pika.exceptions as pe
+import pytest
+
+from eventisc import App
+from eventisc.errors import (
+    ConfigError,
+    ConnectError,
+    DeliveryError,
+    DeliveryTimeout,
+    Rejected,
+    TemplateError,
+    TriggerError,
+)
+from eventisc.listeners import rabbit
+from eventisc.listeners.rabbit import ConfirmTimeout, RabbitListener, mask_url, translate_error
+from eventisc.pool import PoolTimeout
+
+from .conftest import RABBITMQ_HOST, RABBITMQ_PORT
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+class Broker:
+    """A plain pika connection for the test's own declares, reads and clean-up."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+        self.queues: list[str] = []
+        self.exchanges: list[str] = []
+
+    def name(self, kind: str = "q") -> str:
+        name = f"eventisc-test-{kind}-{uuid.uuid4().hex[:10]}"
+        (self.exchanges if kind == "x" else self.queues).append(name)
+        return name
+
+    def get(self, queue: str, count: int = 1, wait: float = 5.0) -> list[tuple[Any, Any, bytes]]:
+        """Read ``count`` messages from ``queue`` (waiting up to ``wait`` s for them)."""
+        got: list[tuple[Any, Any, bytes]] = []
+        deadline = time.monotonic() + wait
+        while len(got) < count and time.monotonic() < deadline:
+            method, properties, body = self.channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                self.connection.sleep(0.05)
+            else:
+                got.append((method, properties, body))
+        return got
+
+    def count(self, queue: str) -> int:
+        return self.channel.queue_declare(queue, passive=True).method.message_count
+
+    def exists(self, queue: str) -> bool:
+        channel = self.connection.channel()
+        try:
+            channel.queue_declare(queue, passive=True)
+        except pe.ChannelClosedByBroker:
+            return False
+        channel.close()
+        return True
+
+    def reconnect(self) -> None:
+        try:
+            self.connection.close()
+        except Exception:
+            pass
+        self.connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        self.channel = self.connection.channel()
+
+    def cleanup(self) -> None:
+        try:
+            self.reconnect()
+            for queue in self.queues:
+                self.channel.queue_delete(queue)
+            for exchange in self.exchanges:
+                self.channel.exchange_delete(exchange)
+            self.connection.close()
+        except Exception:
+            pass
+
+
+class Relay:
+    """A TCP relay to RabbitMQ that a test can freeze (stop forwarding) or cut."""
+
+    def __init__(self, port: int = 0):
+        self.server = socket.create_server(("127.0.0.1", port))
+        self.port = self.server.getsockname()[1]
+        self.frozen = threading.Event()
+        self.links: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT))
+            self.links += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                ready, _, _ = select.select([a, b], [], [], 0.05)
+                if self.frozen.is_set():
+                    continue
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        raise OSError("closed")
+                    (b if s is a else a).sendall(data)
+        except (OSError, ValueError):
+            for s in (a, b):
+                s.close()
+
+    def cut(self) -> None:
+        links, self.links = self.links, []
+        for s in links:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.server.close()
+        self.cut()
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def broker(rabbitmq_url: str) -> Iterator[Broker]:
+    b = Broker(rabbitmq_url)
+    yield b
+    b.cleanup()
+
+
+def make_app(url: str, **options: Any) -> App:
+    return App("", [{"kind": "rabbit", "event_name": "user_created", "url": url, **options}])
+
+
+def relay_url(relay: Relay, query: str = "") -> str:
+    return f"amqp://guest:guest@127.0.0.1:{relay.port}/%2F{query}"
+
+
+# -- configuration and rendering (no broker) ------------------------------------------------
+
+
+def test_render_is_pure_and_describe_masks_the_password() -> None:
+    # The broker is never contacted: the URL points at a closed port.
+    url = f"amqp://guest:secret@127.0.0.1:{free_port()}/%2F"
+    listener = RabbitListener(
+        "user_created",
+        url,
+        queue_kwargs={"queue": {"queue": "myqueue"}},
+        publish_kwargs={"exchange": "", "routing_key": "{queue_kwargs['queue']['queue']}"},
+    )
+    n = listener.render("user_created", {"id": 7})
+    assert n.payload == {
+        "exchange": "",
+        "routing_key": "myqueue",
+        "body": '{"id":7}',
+        "properties": {"content_type": "application/json", "delivery_mode": 2},
+        "mandatory": False,
+    }
+    assert listener.describe() == (
+        f"amqp://guest:***@127.0.0.1:{url.split(':')[3]} exchange='' routing_key='myqueue'"
+    )
+    assert mask_url("amqp://localhost/") == "amqp://localhost/"
+    assert listener.pool.stats().created == 0
+
+
+@pytest.mark.parametrize(
+    "options, path, message",
+    [
+        ({"confirm": False, "mandatory": True}, "mandatory", "needs confirm"),
+        ({"properties": {"colour": "red"}}, "properties", "unknown message properties"),
+        ({"properties": {"delivery_mode": 3}}, "properties", "1 or 2"),
+        ({"url": "amqp://h/?bogus=1"}, "url", "Unknown URL parameter"),
+        ({"queue_kwargs": {"queue": {"queue": "q", "durabel": 1}}}, "kwargs.queue", "durabel"),
+        ({"queue_kwargs": {}}, "publish_kwargs", "routing_key"),
+        ({"publish_kwargs": {"body": "x"}}, "publish_kwargs", "`body` option"),
+        ({"publish_kwargs": {"routing_key": "{event_data["}}, "publish_kwargs.routing_key", "}"),
+        ({"max_size": 0}, "listeners[0].max_size", "minimum"),
+    ],
+)  # fmt: skip
+def test_bad_options_fail_when_the_config_is_loaded(
+    options: dict[str, Any], path: str, message: str
+) -> None:
+    definition = {
+        "kind": "rabbit",
+        "event_name": "x",
+        "url": "amqp://guest:guest@127.0.0.1:1/",
+        "queue_kwargs": {"queue": {"queue": "q"}},
+        **options,
+    }
+    with pytest.raises(ConfigError) as info:
+        App.from_config({"listeners": [definition]})
+    assert info.value.path is not None and info.value.path.endswith(path.split("]")[-1])
+    assert message in str(info.value)
+
+
+def test_translate_error_covers_every_pika_exception() -> None:
+    returned = [pika.adapters.blocking_connection.ReturnedMessage(
+        pika.spec.Basic.Return(312, "NO_ROUTE", "ex", "rk"), pika.BasicProperties(), b""
+    )]  # fmt: skip
+    expected: dict[type[BaseException], tuple[type[DeliveryError], str]] = {
+        pe.AMQPConnectionError: (ConnectError, "cannot connect"),
+        pe.ConnectionOpenAborted: (ConnectError, "cannot connect"),
+        pe.StreamLostError: (ConnectError, "lost"),
+        pe.IncompatibleProtocolError: (ConnectError, "AMQP 0-9-1"),
+        pe.AuthenticationError: (Rejected, "login"),
+        pe.ProbableAuthenticationError: (Rejected, "login"),
+        pe.ProbableAccessDeniedError: (Rejected, "virtual host"),
+        pe.NoFreeChannels: (ConnectError, "cannot connect"),
+        pe.ConnectionWrongStateError: (ConnectError, "cannot connect"),
+        pe.ConnectionClosed: (ConnectError, "was closed"),
+        pe.ConnectionClosedByBroker: (ConnectError, "closed the connection"),
+        pe.ConnectionClosedByClient: (ConnectError, "was closed"),
+        pe.ConnectionBlockedTimeout: (DeliveryTimeout, "blocked"),
+        pe.AMQPHeartbeatTimeout: (ConnectError, "heartbeats"),
+        ConfirmTimeout: (DeliveryTimeout, "did not confirm"),
+        pe.AMQPChannelError: (ConnectError, "channel"),
+        pe.ChannelWrongStateError: (ConnectError, "channel"),
+        pe.ChannelClosed: (ConnectError, "channel"),
+        pe.ChannelClosedByBroker: (ConnectError, "closed the channel"),
+        pe.ChannelClosedByClient: (ConnectError, "channel"),
+        pe.DuplicateConsumerTag: (ConnectError, "channel"),
+        pe.ConsumerCancelled: (ConnectError, "channel"),
+        pe.UnroutableError: (Rejected, "unroutable (exchange 'ex', routing key 'rk'"),
+        pe.NackError: (Rejected, "nack"),
+        pe.AMQPError: (DeliveryError, "cannot publish"),
+        pe.InvalidChannelNumber: (DeliveryError, "cannot publish"),
+        pe.ProtocolSyntaxError: (ConnectError, "failed"),
+        pe.UnexpectedFrameError: (ConnectError, "failed"),
+        pe.ProtocolVersionMismatch: (ConnectError, "failed"),
+        pe.BodyTooLongError: (ConnectError, "failed"),
+        pe.InvalidFrameError: (ConnectError, "failed"),
+        pe.InvalidFieldTypeException: (DeliveryError, "cannot publish"),
+        pe.UnsupportedAMQPFieldException: (DeliveryError, "cannot publish"),
+        pe.MethodNotImplemented: (DeliveryError, "cannot publish"),
+        pe.ChannelError: (DeliveryError, "cannot publish"),
+        pe.ReentrancyError: (DeliveryError, "cannot publish"),
+        pe.ShortStringTooLong: (DeliveryError, "cannot publish"),
+        pe.DuplicateGetOkCallback: (DeliveryError, "cannot publish"),
+    }
+    known = {
+        cls
+        for _, cls in inspect.getmembers(pe, inspect.isclass)
+        if issubclass(cls, Exception) and cls.__module__ == pe.__name__
+    }
+    assert known - set(expected) == set(), "a pika exception without a decided mapping"
+    for cls, (error_cls, text) in expected.items():
+        if cls in (pe.UnroutableError, pe.NackError):
+            exc: BaseException = cls(returned)
+        elif issubclass(cls, (pe.ConnectionClosed, pe.ChannelClosed)):
+            exc = cls(320, "CONNECTION_FORCED")
+        else:
+            exc = cls("detail", 1)
+        error = translate_error(exc, "h:5672", timeout=3)
+        assert type(error) is error_cls, cls
+        assert text in str(error), (cls, str(error))
+        assert "h:5672" in str(error) or error_cls is DeliveryError, cls
+
+    # Refusals the broker explains with a reply code are Rejected, not transient:
+    refused = translate_error(pe.ConnectionClosedByBroker(403, "ACCESS_REFUSED"), "h:1")
+    assert type(refused) is Rejected
+    for code in (403, 404, 405, 406):
+        error = translate_error(pe.ChannelClosedByBroker(code, "NO"), "h:1", doing="declare q")
+        assert type(error) is Rejected and "refused to declare q" in str(error)
+    mismatch = translate_error(pe.ChannelClosedByBroker(406, "PRECONDITION_FAILED"), "h:1")
+    assert "make queue_kwargs match" in str(mismatch)
+    assert type(translate_error(PoolTimeout("busy"), "h:1", timeout=2)) is DeliveryTimeout
+    assert type(translate_error(ConnectionResetError(), "h:1")) is ConnectError
+    assert type(translate_error(RuntimeError("?"), "h:1")) is DeliveryError
+
+
+# -- delivering to a real RabbitMQ ----------------------------------------------------------
+
+
+def test_readme_example_publishes_to_the_default_exchange(broker: Broker) -> None:
+    queue = broker.name()
+    app = make_app(
+        broker.url,
+        queue_kwargs={"queue": {"queue": queue}},
+        publish_kwargs={"exchange": "", "routing_key": "{queue_kwargs['queue']['queue']}"},
+    )
+    with app:
+        assert app.trigger("user_created", {"id": 1, "email": "a@b.c"}) == 1
+    [(method, properties, body)] = broker.get(queue)
+    assert (method.exchange, method.routing_key) == ("", queue)
+    assert body == b'{"id":1,"email":"a@b.c"}'
+    assert properties.content_type == "application/json"
+    assert properties.delivery_mode == 2
+
+
+def test_the_queue_is_declared_once_per_connection_and_bound_to_the_exchange(
+    broker: Broker,
+) -> None:
+    queue, exchange = broker.name(), broker.name("x")
+    app = make_app(
+        broker.url,
+        queue_kwargs={
+            "queue": {"queue": queue, "durable": True},
+            "exchange": {"exchange": exchange, "exchange_type": "topic"},
+            "bind": {"routing_key": "user.*"},
+        },
+        publish_kwargs={"exchange": exchange, "routing_key": "user.{event_data[action]}"},
+    )
+    with app:
+        for action in ("created", "deleted"):
+            assert app.trigger("user_created", {"action": action}) == 1
+        assert app.listeners[0].pool.stats().created == 1
+    got = broker.get(queue, 2)
+    assert [(m.exchange, m.routing_key) for m, _, _ in got] == [
+        (exchange, "user.created"),
+        (exchange, "user.deleted"),
+    ]
+
+
+def test_the_binding_key_defaults_to_the_queue_name(broker: Broker) -> None:
+    queue, exchange = broker.name(), broker.name("x")
+    queue_kwargs = {"queue": {"queue": queue}, "exchange": {"exchange": exchange}}
+    with make_app(
+        broker.url, queue_kwargs=queue_kwargs, publish_kwargs={"exchange": exchange}
+    ) as app:
+        assert app.trigger("user_created", {}) == 1
+    [(method, _, _)] = broker.get(queue)
+    assert (method.exchange, method.routing_key) == (exchange, queue)
+
+
+def test_mandatory_message_without_a_route_is_rejected(broker: Broker) -> None:
+    exchange = broker.name("x")
+    app = make_app(
+        broker.url,
+        queue_kwargs={"exchange": {"exchange": exchange, "exchange_type": "direct"}},
+        publish_kwargs={"exchange": exchange, "routing_key": "nowhere"},
+        mandatory=True,
+    )
+    app.raise_errors = True
+    with app:
+        for _ in range(2):
+            with pytest.raises(TriggerError) as info:
+                app.trigger("user_created", {})
+            [(name, error)] = info.value.failures
+            assert isinstance(error, Rejected) and not error.transient
+            assert "unroutable" in str(error) and "'nowhere'" in str(error)
+            assert error.listener == name
+        stats = app.listeners[0].pool.stats()
+        assert (stats.created, stats.open) == (1, 1)  # a refusal does not drop the connection
+
+
+def test_body_template_and_properties(broker: Broker) -> None:
+    queue = broker.name()
+    app = make_app(
+        broker.url,
+        queue_kwargs={"queue": {"queue": queue}},
+        body="hello {event_data[name]}",
+        properties={
+            "content_type": "text/plain",
+            "headers": {"x-event": "{event_name}", "x-count": "{event_data[n]}"},
+            "message_id": "msg-{event_data[n]}",
+            "expiration": 60000,
+            "priority": 3,
+        },
+    )
+    with app:
+        assert app.trigger("user_created", {"name": "Ana", "n": 4}) == 1
+    [(_, properties, body)] = broker.get(queue)
+    assert body == b"hello Ana"
+    assert properties.content_type == "text/plain"
+    assert properties.delivery_mode == 2  # default kept when not overridden
+    assert properties.headers == {"x-event": "user_created", "x-count": 4}
+    assert (properties.message_id, properties.expiration, properties.priority) == (
+        "msg-4",
+        "60000",
+        3,
+    )
+
+
+class User:
+    def __init__(self, id: int, email: str):
+        self.id = id
+        self.email = email
+
+
+def test_unencodable_event_data_is_a_template_error_naming_the_listener(broker: Broker) -> None:
+    queue = broker.name()
+    app = make_app(broker.url, name="audit", queue_kwargs={"queue": {"queue": queue}})
+    app.raise_errors = True
+    with app, pytest.raises(TriggerError) as info:
+        app.trigger("user_created", {"user": User(1, "a@b.c")})
+    [(_, error)] = info.value.failures
+    assert isinstance(error, TemplateError) and error.listener == "audit"
+    assert "listener 'audit'" in str(error) and "cannot encode the event data" in str(error)
+    assert app.listeners[0].pool.stats().created == 0  # failed at render, before any I/O
+
+
+def test_a_body_template_can_send_what_json_cannot(broker: Broker) -> None:
+    queue = broker.name()
+    app = make_app(
+        broker.url,
+        queue_kwargs={"queue": {"queue": queue}},
+        body={"id": "{event_data['user'].id}", "email": "{event_data['user'].email}"},
+    )
+    with app:
+        assert app.trigger("user_created", {"user": User(1, "a@b.c")}) == 1
+    [(_, properties, body)] = broker.get(queue)
+    assert body == b'{"id":1,"email":"a@b.c"}'
+    assert properties.content_type == "application/json"
+
+
+def test_many_threads_share_one_bounded_pool(broker: Broker) -> None:
+    queue = broker.name()
+    app = make_app(broker.url, queue_kwargs={"queue": {"queue": queue}}, max_size=2, max_overflow=2)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(200):
+                assert app.trigger("user_created", {"w": worker, "i": i}) == 1
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    with app:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = app.listeners[0].pool.stats()
+    assert errors == []
+    assert stats.peak_open <= 4 and stats.in_use == 0 and stats.open <= 2
+    assert broker.count(queue) == 1600  # confirmed: every message is in the queue
+
+
+def test_a_declare_mismatch_says_so(broker: Broker) -> None:
+    queue = broker.name()
+    broker.channel.queue_declare(queue, durable=True)
+    app = make_app(broker.url, queue_kwargs={"queue": {"queue": queue, "durable": False}})
+    app.raise_errors = True
+    with app, pytest.raises(TriggerError) as info:
+        app.trigger("user_created", {})
+    [(_, error)] = info.value.failures
+    assert isinstance(error, Rejected)
+    assert f"refused to declare queue '{queue}'" in str(error)
+    assert "PRECONDITION_FAILED" in str(error) and "make queue_kwargs match" in str(error)
+    assert app.listeners[0].pool.stats().open == 0
+
+
+def test_publishing_to_a_missing_exchange_is_rejected(broker: Broker) -> None:
+    exchange = broker.name("x")  # never declared
+    app = make_app(broker.url, publish_kwargs={"exchange": exchange, "routing_key": "k"})
+    app.raise_errors = True
+    with app, pytest.raises(TriggerError) as info:
+        app.trigger("user_created", {})
+    [(_, error)] = info.value.failures
+    assert isinstance(error, Rejected)
+    assert f"NOT_FOUND - no exchange '{exchange}'" in str(error)
+
+
+def test_close_releases_connections_and_the_listener_reconnects(broker: Broker) -> None:
+    queue = broker.name()
+    app = make_app(broker.url, queue_kwargs={"queue": {"queue": queue}})
+    pool = app.listeners[0].pool
+    assert app.trigger("user_created", {"n": 1}) == 1
+    app.close()
+    assert (pool.stats().open, pool.stats().closed) == (0, 1)
+    assert app.trigger("user_created", {"n": 2}) == 1
+    app.close()
+    assert pool.stats().created == 2
+    assert broker.count(queue) == 2
+
+
+def test_dry_run_never_connects(broker: Broker) -> None:
+    app = make_app(broker.url, queue_kwargs={"queue": {"queue": broker.name()}})
+    app.dry_run = True
+    assert app.trigger("user_created", {}) == 1
+    assert app.listeners[0].pool.stats().created == 0
+
+
+def test_a_wrong_password_is_rejected(rabbitmq_url: str) -> None:
+    url = rabbitmq_url.replace("guest:guest", "guest:wrong")
+    listener = RabbitListener("x", url, queue_kwargs={"queue": {"queue": "unused"}})
+    with pytest.raises(Rejected, match="refused the login"):
+        listener.deliver(listener.render("x", {}))
+
+
+def test_app_starts_while_rabbitmq_is_down_and_delivers_once_it_is_up(broker: Broker) -> None:
+    # Given a URL where nothing listens yet (RabbitMQ "down"), the app still starts.
+    queue = broker.name()
+    port = free_port()
+    app = make_app(
+        f"amqp://guest:guest@127.0.0.1:{port}/%2F", queue_kwargs={"queue": {"queue": queue}}
+    )
+    app.raise_errors = True
+    started = time.monotonic()
+    with pytest.raises(TriggerError) as info:
+        app.trigger("user_created", {"n": 1})
+    [(_, error)] = info.value.failures
+    assert isinstance(error, ConnectError) and error.transient
+    assert f"127.0.0.1:{port}" in str(error)
+    assert time.monotonic() - started < 2
+    assert app.listeners[0].pool.stats().open == 0
+    # When RabbitMQ answers on that port, the next trigger connects, declares and delivers.
+    relay = Relay(port)
+    try:
+        assert app.trigger("user_created", {"n": 2}) == 1
+    finally:
+        app.close()
+        relay.close()
+    [(_, _, body)] = broker.get(queue)
+    assert body == b'{"n":2}'
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+def test_a_connection_cut_while_idle_is_replaced_by_the_retry(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, confirm: bool
+) -> None:
+    # No probe before reuse: the publish itself finds the connection dead, then retries once.
+    monkeypatch.setattr(rabbit, "PROBE_AFTER", 3600.0)
+    queue = broker.name()
+    relay = Relay()
+    app = make_app(relay_url(relay), queue_kwargs={"queue": {"queue": queue}}, confirm=confirm)
+    try:
+        assert app.trigger("user_created", {"n": 1}) == 1
+        time.sleep(0.2)  # unconfirmed, n=1 may still be in the relay: a cut would lose it
+        relay.cut()
+        time.sleep(0.1)
+        with caplog.at_level("INFO", "eventisc.listeners.rabbit"):
+            assert app.trigger("user_created", {"n": 2}) == 1
+        assert "publishing again on a fresh connection" in caplog.text
+        assert app.listeners[0].pool.stats().created == 2
+    finally:
+        app.close()
+        relay.close()
+    bodies = [body for _, _, body in broker.get(queue, 2)]
+    assert bodies == [b'{"n":1}', b'{"n":2}']
+
+
+def test_a_missing_confirm_is_a_timeout_not_a_hang(broker: Broker) -> None:
+    queue = broker.name()
+    relay = Relay()
+    app = make_app(relay_url(relay), queue_kwargs={"queue": {"queue": queue}}, timeout=1)
+    app.raise_errors = True
+    try:
+        assert app.trigger("user_created", {}) == 1
+        relay.frozen.set()  # the broker never answers again on this link
+        started = time.monotonic()
+        with pytest.raises(TriggerError) as info:
+            app.trigger("user_created", {})
+        elapsed = time.monotonic() - started
+        [(_, error)] = info.value.failures
+        assert isinstance(error, DeliveryTimeout)
+        assert "did not confirm the message within 1s" in str(error)
+        assert 0.9 < elapsed < 3  # one attempt: a timed-out message is not sent twice
+        assert app.listeners[0].pool.stats().open == 0
+    finally:
+        relay.frozen.clear()
+        app.close()
+        relay.close()
+
+
+@pytest.mark.slow
+def test_heartbeat_keeps_an_idle_connection_alive(broker: Broker) -> None:
+    queue = broker.name()
+    url = broker.url + "?heartbeat=2"
+    with make_app(url, queue_kwargs={"queue": {"queue": queue}}) as app:
+        assert app.trigger("user_created", {"n": 1}) == 1
+        for _ in range(7):  # ~3 heartbeat intervals; unattended, RabbitMQ drops it after ~5 s
+            time.sleep(1)
+            app.heartbeat()
+        pool = app.listeners[0].pool
+        assert pool.stats().open == 1
+        assert app.trigger("user_created", {"n": 2}) == 1
+        assert pool.stats().created == 1  # the same connection, still usable
+    assert broker.count(queue) == 2
+
+
+@pytest.mark.slow
+def test_without_heartbeats_the_broker_drops_it_and_the_retry_delivers(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(rabbit, "PROBE_AFTER", 3600.0)  # let the publish find out
+    queue = broker.name()
+    with make_app(broker.url + "?heartbeat=2", queue_kwargs={"queue": {"queue": queue}}) as app:
+        assert app.trigger("user_created", {"n": 1}) == 1
+        time.sleep(7)
+        with caplog.at_level("INFO", "eventisc.listeners.rabbit"):
+            assert app.trigger("user_created", {"n": 2}) == 1
+        assert "publishing again on a fresh connection" in caplog.text
+        assert app.listeners[0].pool.stats().created == 2
+    assert broker.count(queue) == 2
+
+
+@pytest.mark.slow
+def test_a_broker_restart_redeclares_the_queue(broker: Broker) -> None:
+    # Given a non-durable queue, which a restart drops...
+    queue = broker.name()
+    app = make_app(broker.url, queue_kwargs={"queue": {"queue": queue, "durable": False}})
+    app.raise_errors = True
+    with app:
+        assert app.trigger("user_created", {"n": 1}) == 1
+        try:
+            rabbitmqctl("stop_app")
+        finally:
+            rabbitmqctl("start_app")
+            rabbitmqctl("await_startup")
+        broker.reconnect()
+        assert not broker.exists(queue)
+        # ...the trigger after the restart reconnects, declares it again and delivers into it.
+        assert app.trigger("user_created", {"n": 2}) == 1
+    [(_, _, body)] = broker.get(queue)
+    assert body == b'{"n":2}'
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_uses_its_own_connection(broker: Broker) -> None:
+    queue = broker.name()
+    app = make_app(broker.url, queue_kwargs={"queue": {"queue": queue}})
+    pool = app.listeners[0].pool
+    assert app.trigger("user_created", {"who": "parent"}) == 1
+    pid = os.fork()
+    if pid == 0:  # child: never touch the parent's socket
+        code = 1
+        try:
+            ok = app.trigger("user_created", {"who": "child"}) == 1
+            app.close()
+            code = 0 if ok and pool.stats().created == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with app:
+        assert app.trigger("user_created", {"who": "parent"}) == 1
+        assert pool.stats().created == 1  # the parent's connection survived the child
+    bodies = sorted(body for _, _, body in broker.get(queue, 3))
+    assert bodies == [b'{"who":"child"}', b'{"who":"parent"}', b'{"who":"parent"}']
