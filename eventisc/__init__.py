@@ -17,6 +17,7 @@ from typing import Any
 
 from .app import App, ListenerLike
 from .config import ConfigSource, read_config
+from .dispatch import DispatcherSettings
 from .errors import (
     ConfigError,
     ConnectError,
@@ -24,6 +25,7 @@ from .errors import (
     DeliveryTimeout,
     EventiscError,
     HTTPStatusError,
+    QueueFull,
     Rejected,
     TemplateError,
     TriggerError,
@@ -32,6 +34,8 @@ from .filters import ExprFilter, Filter
 from .heartbeat import Heartbeat
 from .listeners.base import Listener
 from .notification import Notification
+from .report import Delivery, Report
+from .retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -39,8 +43,10 @@ __all__ = [
     "App",
     "ConfigError",
     "ConnectError",
+    "Delivery",
     "DeliveryError",
     "DeliveryTimeout",
+    "DispatcherSettings",
     "EventiscError",
     "ExprFilter",
     "Filter",
@@ -48,7 +54,10 @@ __all__ = [
     "Heartbeat",
     "Listener",
     "Notification",
+    "QueueFull",
     "Rejected",
+    "Report",
+    "RetryPolicy",
     "TemplateError",
     "TriggerError",
     "create_app",

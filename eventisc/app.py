@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import env_flag, validate_config
-from .errors import ConfigError, EventiscError, TriggerError
+from .delivery import Deliverer, Plan, log_failure, make_plan
+from .dispatch import DispatcherSettings
+from .errors import ConfigError, TriggerError
 from .heartbeat import Heartbeat
 from .listeners.base import Listener
 from .notification import Notification
+from .report import Delivery, Report
+from .retry import RetryPolicy
 from .routing import Router
+
+if TYPE_CHECKING:
+    from .spool import Spool
 
 __all__ = ["App"]
 
 logger = logging.getLogger("eventisc")
+
+#: Top-level options that may also be given as objects from Python.
+_OBJECT_OPTIONS = ("retry", "dispatcher", "spool")
 
 #: Values the ``listeners`` argument accepts: config mappings or Listener instances.
 ListenerLike = Listener | Mapping[str, Any]
@@ -36,6 +49,12 @@ class App:
         raise_errors: bool = False,
         dry_run: bool | None = None,
         heartbeat: float | None = None,
+        delivery: str = "sync",
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
+        dispatcher: DispatcherSettings | Mapping[str, Any] | None = None,
+        spool: Spool | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        durable: bool = False,
+        recover: bool = True,
         source: str | None = None,
     ):
         self.name_prefix: str = name_prefix or ""
@@ -49,14 +68,38 @@ class App:
         for index, item in enumerate(listeners or ()):
             self._add(item, f"listeners[{index}]")
         self._router = Router(self.listeners)
+        if delivery not in ("sync", "background"):
+            raise ConfigError(f"must be sync or background, not {delivery!r}", "delivery")
+        self.delivery = delivery
+        self.retry = RetryPolicy.from_config(retry) if retry is not None else None
+        self.durable = durable
+        settings = DispatcherSettings.from_config(dispatcher)
+        spool_obj = _open_spool(spool)
+        if settings.on_full == "spool" and spool_obj is None:
+            raise ConfigError("on_full: spool needs a `spool` to write to", "dispatcher.on_full")
+        self._has_spool = spool_obj is not None
+        plans = {lis: self._plan(lis, index) for index, lis in enumerate(self.listeners)}
+        background = delivery == "background" or any(p.background for p in plans.values())
+        self._deliverer = Deliverer(spool=spool_obj, settings=settings, background=background)
+        self._deliverer.plans.update(plans)
         self._heartbeat: Heartbeat | None = None
+        if background:
+            _background_apps.add(self)
+            if recover:
+                self._deliverer.recover(self.listeners)
         if heartbeat:
             self.start_heartbeat(heartbeat)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], source: str | None = None) -> App:
         """Build an app from a config mapping (already read from its file)."""
-        validate_config(config, source)
+        # Values given as objects from Python (a RetryPolicy, a Spool) are checked by their
+        # own constructors; the schema checks what a file can say.
+        validate_config(
+            {k: v for k, v in config.items() if isinstance(v, (Mapping, list, str, int, float))
+             or v is None or k not in _OBJECT_OPTIONS},
+            source,
+        )  # fmt: skip
         options = dict(config)
         try:
             return cls(
@@ -74,9 +117,36 @@ class App:
 
     def add_listener(self, listener: ListenerLike) -> Listener:
         """Add a listener (a Listener or a config mapping) after the app was created."""
-        added = self._add(listener, f"listeners[{len(self.listeners)}]")
+        index = len(self.listeners)
+        added = self._add(listener, f"listeners[{index}]")
+        plan = self._plan(added, index)
+        if plan.background and self._deliverer.dispatcher is None:
+            self.listeners.pop()
+            raise ConfigError(
+                "a background listener needs an app created with a background listener or "
+                "`delivery: background`",
+                f"listeners[{index}].delivery",
+            )
+        self._deliverer.plans[added] = plan
         self._router = Router(self.listeners)
         return added
+
+    def _plan(self, listener: Listener, index: int) -> Plan:
+        plan = make_plan(
+            listener,
+            delivery=self.delivery,
+            retry=self.retry,
+            durable=self.durable,
+            has_spool=self._has_spool,
+        )
+        if plan.durable and not (plan.background and self._has_spool):
+            where = (
+                "durable"
+                if self.durable and listener.durable is None
+                else f"listeners[{index}].durable"
+            )
+            raise ConfigError("durable delivery needs `delivery: background` and a `spool`", where)
+        return plan
 
     def _add(self, item: ListenerLike, path: str) -> Listener:
         if isinstance(item, Listener):
@@ -107,65 +177,91 @@ class App:
     def trigger(self, event_name: str, event_data: Any = None) -> int:
         """Notify every listener of ``event_name``; return how many were notified.
 
-        ``event_data`` defaults to an empty dict. A failing listener never stops the others:
-        its failure is logged on the ``eventisc`` logger and not counted; with
-        ``raise_errors`` a :class:`TriggerError` listing the failures is raised at the end.
+        ``event_data`` defaults to an empty dict. In background mode "notified" means accepted
+        for delivery. A failing listener never stops the others: its failure is logged on the
+        ``eventisc`` logger and not counted; with ``raise_errors`` a :class:`TriggerError`
+        listing the failures known when ``trigger`` returns is raised at the end.
         """
+        return self._fire(self.name_prefix + event_name, event_data, None)
+
+    def dispatch(self, event_name: str, event_data: Any = None) -> Report:
+        """Like :meth:`trigger`, returning a :class:`Report` with one :class:`Delivery` per
+        matching listener: its status, error, attempts and latency. In background mode the
+        deliveries are futures: ``report.wait(timeout)``."""
         name = self.name_prefix + event_name
+        deliveries: list[Delivery] = []
+        self._fire(name, event_data, deliveries)
+        return Report(name, deliveries)
+
+    def _fire(self, name: str, event_data: Any, report: list[Delivery] | None) -> int:
         listeners = self._router.match(name)
         if not listeners:
             return 0
         if event_data is None:
             event_data = {}
+        deliverer = self._deliverer
+        plans = deliverer.plans
         notified = 0
         failures: list[tuple[str, BaseException]] | None = None
         for listener in listeners:
+            plan = plans[listener]
+            delivery = None
             try:
-                if self.notify_listener(listener, name, event_data) is not None:
+                if listener.filter is not None and not listener.filter(name, event_data):
+                    if report is not None:
+                        report.append(_finished(listener, None, "skipped", "filtered out"))
+                    continue
+                notification = listener.render(name, event_data)
+                if self.dry_run:
+                    self._log_dry_run(listener, notification)
                     notified += 1
+                    if report is not None:
+                        report.append(_finished(listener, notification, "skipped", "dry-run"))
+                    continue
+                if plan.simple and report is None:
+                    if listener.deliver(notification) is not False:
+                        notified += 1
+                    continue
+                delivery = Delivery(listener, notification, plan.priority)
+                if report is not None:
+                    report.append(delivery)
+                if plan.background:
+                    if deliverer.enqueue(delivery, plan):
+                        notified += 1
+                        continue
+                else:
+                    deliverer.deliver_now(delivery)  # logs a final failure itself
+                    if delivery.status in ("delivered", "skipped"):
+                        notified += delivery.status == "delivered"
+                        continue
+                error = delivery.error
+                assert error is not None
             except Exception as exc:  # one listener's failure never stops the others
-                self._log_failure(listener, name, exc)
-                if failures is None:
-                    failures = []
-                failures.append((listener.name, exc))
+                log_failure(listener, name, exc)
+                error = exc
+                if delivery is not None:
+                    delivery.finish("failed", exc)
+                elif report is not None:
+                    report.append(_finished(listener, None, "failed", None, exc))
+            if failures is None:
+                failures = []
+            failures.append((listener.name, error))
         if failures and self.raise_errors:
             raise TriggerError(name, failures, notified)
         return notified
 
-    def notify_listener(
-        self, listener: Listener, event_name: str, event_data: Any
-    ) -> Notification | None:
-        """Filter, render and deliver one event to one listener.
-
-        ``event_name`` is the full name. Returns the notification, or None when the filter
-        skipped the event or the listener declined it; raises when it failed.
-        """
-        if listener.filter is not None and not listener.filter(event_name, event_data):
-            return None
-        notification = listener.render(event_name, event_data)
-        if self.dry_run:
-            logger.info(
-                "dry-run: listener %r would send %r",
-                listener.name,
-                notification.payload,
-                extra={"event_name": event_name, "listener": listener.name},
-            )
-            return notification
-        if listener.deliver(notification) is False:
-            return None
-        return notification
-
-    def _log_failure(self, listener: Listener, event_name: str, exc: BaseException) -> None:
-        if isinstance(exc, EventiscError) and getattr(exc, "listener", "") is None:
-            exc.listener = listener.name  # type: ignore[attr-defined]
-        logger.error(
-            "listener %r failed for event %r: %s",
+    def _log_dry_run(self, listener: Listener, notification: Notification) -> None:
+        logger.info(
+            "dry-run: listener %r would send %r",
             listener.name,
-            event_name,
-            exc,
-            exc_info=exc,
-            extra={"event_name": event_name, "listener": listener.name},
+            notification.payload,
+            extra={"event_name": notification.event_name, "listener": listener.name},
         )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every background delivery is final (delivered, given up or spooled);
+        False if ``timeout`` seconds ran out first. Immediate in sync mode."""
+        return self._deliverer.flush(timeout)
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -184,8 +280,11 @@ class App:
         self._heartbeat = Heartbeat(self.heartbeat, interval)
         return self._heartbeat
 
-    def close(self) -> None:
-        """Stop the heartbeat and release every listener's connections. Idempotent."""
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued (for up to ``timeout``, default the dispatcher's
+        ``shutdown_timeout``), keep the rest in the spool (or log it), stop the heartbeat and
+        release every listener's connections. Idempotent; the app reconnects if used again."""
+        self._deliverer.shutdown(timeout)
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
@@ -203,3 +302,42 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App prefix={self.name_prefix!r} listeners={len(self.listeners)}>"
+
+
+def _open_spool(value: Any) -> Spool | None:
+    if value is None:
+        return None
+    from .spool import Spool, SpoolError
+
+    if isinstance(value, Spool):
+        return value
+    path = value["path"] if isinstance(value, Mapping) else value
+    try:
+        return Spool(path)
+    except SpoolError as exc:
+        raise ConfigError(str(exc), "spool.path") from None
+
+
+def _finished(
+    listener: Listener,
+    notification: Notification | None,
+    status: str,
+    detail: str | None,
+    error: BaseException | None = None,
+) -> Delivery:
+    delivery = Delivery(listener, notification)
+    delivery.finish(status, error, detail)
+    return delivery
+
+
+#: Apps delivering in the background, closed (so their queues drain) when Python exits.
+_background_apps: weakref.WeakSet[App] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_background_apps() -> None:
+    for app in list(_background_apps):
+        try:
+            app.close()
+        except Exception:
+            logger.exception("closing %r at exit failed", app)

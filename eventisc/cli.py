@@ -3,6 +3,7 @@
     eventisc check [CONFIG]                     validate a config and list its listeners
     eventisc routes CONFIG EVENT_NAME           which listeners an event reaches
     eventisc trigger CONFIG EVENT_NAME [--data JSON] [--dry-run]
+    eventisc spool list|show|replay|purge CONFIG   the spool of failed and pending notifications
     eventisc schema                             print the config's JSON Schema
     eventisc demo                               a working example on this machine
 
@@ -18,14 +19,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import spool_cli
 from .app import App
 from .config import read_config
 from .errors import ConfigError
+from .report import Delivery
 
 __all__ = ["main"]
 
 
-def _load(path: str | None, dry_run: bool = False) -> App:
+def _load(path: str | None, dry_run: bool = False, **options: Any) -> App:
     """Build the app as the default app would be: EVENTISC_NAME_PREFIX applies when the
     config sets no name_prefix."""
     path = path or os.environ.get("EVENTISC_CONFIG")
@@ -36,6 +39,7 @@ def _load(path: str | None, dry_run: bool = False) -> App:
         config["name_prefix"] = os.environ.get("EVENTISC_NAME_PREFIX", "")
     if dry_run:
         config["dry_run"] = True
+    config.update(options)
     return App.from_config(config, source)
 
 
@@ -60,7 +64,18 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"      -> {target}")
             if listener.filter is not None:
                 print(f"      filter: {listener.filter!r}")
+            print(f"      delivery: {_plan(app, listener)}")
     return 0
+
+
+def _plan(app: App, listener: Any) -> str:
+    plan = app._deliverer.plans[listener]
+    mode = "background" if plan.background else "sync"
+    attempts = plan.policy.max_attempts
+    tries = f"up to {attempts} attempts" if attempts > 1 else "1 attempt"
+    extra = ", durable" if plan.durable else ""
+    extra += f", priority {plan.priority}" if plan.background and plan.priority else ""
+    return f"{mode}, {tries}{extra}"
 
 
 def _routes(args: argparse.Namespace) -> int:
@@ -83,34 +98,38 @@ def _trigger(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"eventisc trigger: --data is not valid JSON: {exc}", file=sys.stderr)
         return 2
-    failed = 0
     with _load(args.config, dry_run=args.dry_run) as app:
         full = app.name_prefix + args.event_name
-        found = app.routes(args.event_name)
-        if not found:
+        report = app.dispatch(args.event_name, data)
+        if not len(report):
             print(f"no listener hears {full!r}")
             return 0
-        for listener in found:
-            print(f"{listener.name} [{listener.kind}]")
-            try:
-                if listener.filter is not None and not listener.filter(full, data):
-                    print("  skipped: the filter rejected the event")
-                    continue
-                notification = listener.render(full, data)
-                print("  " + _show(notification.payload).replace("\n", "\n  "))
-                if app.dry_run:
-                    print("  not sent (dry-run)")
-                    continue
-                detail = listener.deliver(notification)
-            except Exception as exc:
-                failed += 1
-                print(f"  FAILED: {type(exc).__name__}: {exc}")
-                continue
-            if detail is False:
-                print("  declined by the listener")
-            else:
-                print(f"  delivered{f': {detail}' if detail else ''}")
-    return 1 if failed else 0
+        report.wait(args.wait)
+        for delivery in report:
+            print(f"{delivery.name} [{delivery.listener.kind}]")
+            if delivery.notification is not None:
+                print("  " + _show(delivery.notification.payload).replace("\n", "\n  "))
+            print("  " + _outcome(delivery))
+    return 0 if all(d.ok for d in report) else 1
+
+
+def _outcome(delivery: Delivery) -> str:
+    if delivery.status == "skipped":
+        reason = delivery.detail or "skipped"
+        return {
+            "filtered out": "skipped: the filter rejected the event",
+            "dry-run": "not sent (dry-run)",
+        }.get(reason, f"skipped: {reason}")
+    attempts = f" after {delivery.attempts} attempts" if delivery.attempts > 1 else ""
+    if delivery.status == "delivered":
+        return f"delivered{attempts}{f': {delivery.detail}' if delivery.detail else ''}"
+    if delivery.status == "pending":
+        return "still pending (see --wait)"
+    error = delivery.error
+    why = f"{type(error).__name__}: {error}" if error is not None else ""
+    if delivery.status == "spooled":
+        return f"FAILED{attempts}, kept in the spool: {why}"
+    return f"{delivery.status.upper()}{attempts}: {why}"
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -146,7 +165,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("event_name", help="event name, before the config's name_prefix")
     p.add_argument("--data", help="event data as JSON (default {})")
     p.add_argument("--dry-run", action="store_true", help="render and show, do not send")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait for background deliveries (default 60)",
+    )
     p.set_defaults(func=_trigger)
+
+    spool_cli.add_parser(sub, _load)
 
     p = sub.add_parser("schema", help="print the configuration's JSON Schema")
     p.set_defaults(func=_schema)

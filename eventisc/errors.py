@@ -11,6 +11,7 @@ or kombu to catch what a delivery raised::
           ├── DeliveryTimeout the receiver or broker did not answer in time
           ├── Rejected        the receiver answered with a refusal (AMQP nack, unroutable)
           │    └── HTTPStatusError   an HTTP status outside ``success_status``
+          ├── QueueFull       background delivery: the queue had no room
           └── TriggerError    ``raise_errors: true``: every failure of one trigger, listed
 
 ``ConnectError`` and ``DeliveryTimeout`` are transient: retrying later may succeed.
@@ -25,6 +26,7 @@ __all__ = [
     "DeliveryTimeout",
     "EventiscError",
     "HTTPStatusError",
+    "QueueFull",
     "Rejected",
     "TemplateError",
     "TriggerError",
@@ -113,6 +115,12 @@ class ConnectError(DeliveryError):
 
 class DeliveryTimeout(DeliveryError):
     """The receiver or broker did not answer within the listener's timeout."""
+
+    transient = True
+
+
+class QueueFull(DeliveryError):
+    """Background delivery: the dispatcher's queue had no room for the notification."""
 
     transient = True
 

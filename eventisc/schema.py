@@ -13,7 +13,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .dispatch import DISPATCHER_SCHEMA
 from .errors import ConfigError
+from .retry import RETRY_SCHEMA
 
 if TYPE_CHECKING:
     from .listeners.base import Listener
@@ -50,6 +52,10 @@ LISTENER_PROPERTIES: dict[str, Any] = {
         "properties": {"kind": {"type": "string"}},
         "description": "Keeps only some events, e.g. {kind: expr, expr: \"event_data['n'] > 1\"}.",
     },
+    "delivery": {"enum": ["sync", "background"], "description": "Default: the app's."},
+    "retry": RETRY_SCHEMA,
+    "durable": {"type": "boolean", "description": "Spool before trigger returns (background)."},
+    "priority": {"type": "integer", "description": "Background queue order: lower first."},
 }
 
 #: The top level of a config file.
@@ -77,6 +83,30 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "heartbeat": {
             **_POSITIVE_SECONDS,
             "description": "Start a heartbeat thread with this interval in seconds.",
+        },
+        "delivery": {
+            "enum": ["sync", "background"],
+            "description": "sync (default): deliver in trigger(); background: queue and return.",
+        },
+        "retry": RETRY_SCHEMA,
+        "dispatcher": DISPATCHER_SCHEMA,
+        "spool": {
+            "type": ["object", "string"],
+            "additionalProperties": False,
+            "required": ["path"],
+            "properties": {"path": {"type": "string", "minLength": 1}},
+            "description": "{path: FILE}: the SQLite file keeping failed, refused and durable "
+            "notifications (a plain path works too).",
+        },
+        "durable": {
+            "type": "boolean",
+            "description": "Background: write each notification to the spool before trigger "
+            "returns, remove it once delivered.",
+        },
+        "recover": {
+            "type": "boolean",
+            "description": "Background: at start, deliver what earlier processes left pending "
+            "in the spool (default true).",
         },
     },
     "additionalProperties": False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +31,11 @@ def require_service(name: str, host: str, port: int) -> None:
         if CI:
             pytest.fail(f"{message} CI=true: service tests must run, not skip.")
         pytest.skip(message)
+
+
+def rabbitmqctl(*args: str) -> None:
+    """Run rabbitmqctl (tests stop and start the broker's app to test faults)."""
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
 @pytest.fixture

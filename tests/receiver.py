@@ -20,6 +20,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     client: tuple[str, int]
+    received: float = 0.0  # time.monotonic() when it arrived
 
     @property
     def json(self) -> Any:
@@ -45,7 +46,7 @@ class Receiver:
     so a test can check keep-alive.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[Request] = []
         self.script: deque[Response] = deque()
         self.default = Response()
@@ -71,6 +72,7 @@ class Receiver:
                     dict(self.headers.items()),
                     body,
                     self.client_address,
+                    time.monotonic(),
                 )
                 with receiver._cond:
                     resp = receiver.script.popleft() if receiver.script else receiver.default
@@ -88,7 +90,7 @@ class Receiver:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

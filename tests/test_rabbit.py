@@ -10,7 +10,6 @@ import inspect
 import os
 import select
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ from eventisc.listeners import rabbit
 from eventisc.listeners.rabbit import ConfirmTimeout, RabbitListener, mask_url, translate_error
 from eventisc.pool import PoolTimeout
 
-from .conftest import RABBITMQ_HOST, RABBITMQ_PORT
+from .conftest import RABBITMQ_HOST, RABBITMQ_PORT, rabbitmqctl
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -145,10 +144,6 @@ class Relay:
     def close(self) -> None:
         self.server.close()
         self.cut()
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
 def free_port() -> int:

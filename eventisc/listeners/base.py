@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..filters import Filter
 from ..notification import Notification
 from ..registry import Registry
+from ..retry import RetryPolicy
 from ..template import BASE_NAMES, Template, compile_template
 
 __all__ = ["BUILTIN_KINDS", "FilterLike", "Listener", "mask_url", "missing_driver"]
@@ -25,6 +26,9 @@ BUILTIN_KINDS: dict[str, str] = {
     "celery": "eventisc.listeners.celery",
     "rabbit": "eventisc.listeners.rabbit",
 }
+
+#: Options every listener takes that say how (not what) it delivers; set on the instance.
+DELIVERY_OPTIONS = ("delivery", "retry", "durable", "priority")
 
 FilterLike = Filter | Callable[[str, Any], bool] | Mapping[str, Any] | None
 
@@ -56,6 +60,11 @@ class Listener:
 
     kind: ClassVar[str]
     schema: ClassVar[dict[str, Any] | None] = None
+    #: Delivery settings every kind takes (see :data:`DELIVERY_OPTIONS`); None: the app's.
+    delivery: str | None = None
+    retry: RetryPolicy | None = None
+    durable: bool | None = None
+    priority: int = 0
     template_names: ClassVar[tuple[str, ...]] = ()
     registry: ClassVar[Registry[Listener]] = Registry(
         "listener", BUILTIN_KINDS, "eventisc.listeners"
@@ -73,6 +82,10 @@ class Listener:
         *,
         event_name_regex: str | re.Pattern[str] | None = None,
         name: str | None = None,
+        delivery: str | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
+        durable: bool | None = None,
+        priority: int = 0,
     ):
         if isinstance(event_name, re.Pattern):  # event-isc passes a compiled regex here
             event_name, event_name_regex = None, event_name
@@ -89,6 +102,21 @@ class Listener:
         match = event_name if event_name is not None else self.event_name_regex.pattern  # type: ignore[union-attr]
         self.name: str = name or f"{kind}:{match}"
         self._explicit_name = name is not None
+        self._set_delivery_options(
+            {"delivery": delivery, "retry": retry, "durable": durable, "priority": priority}
+        )
+
+    def _set_delivery_options(self, options: Mapping[str, Any]) -> None:
+        if options.get("delivery") not in (None, "sync", "background"):
+            raise ConfigError(
+                f"must be sync or background, not {options['delivery']!r}", "delivery"
+            )
+        for key in DELIVERY_OPTIONS:
+            value = options.get(key)
+            if key == "retry" and value is not None:
+                value = RetryPolicy.from_config(value, "retry")
+            if value is not None:
+                setattr(self, key, value)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -116,6 +144,7 @@ class Listener:
         validate(options, listener_schema(listener_cls), path, f"{kind} listeners")
         options.pop("kind")
         name = options.pop("name", None)
+        delivery_options = {key: options.pop(key) for key in DELIVERY_OPTIONS if key in options}
         regex = options.pop("event_name_regex", None)
         if regex is not None:
             if "event_name" in options:
@@ -142,6 +171,10 @@ class Listener:
         if name is not None:
             listener.name = name
             listener._explicit_name = True
+        try:
+            listener._set_delivery_options(delivery_options)
+        except ConfigError as exc:
+            raise exc.within(path) from None
         return listener
 
     from_dict = from_config

@@ -1,0 +1,304 @@
+"""Delivering rendered notifications: attempts and retries, background queueing, the spool.
+
+:class:`Deliverer` is the part of an App that runs after rendering. Each listener gets a
+:class:`Plan` (sync or background, its retry policy, durable or not, its priority). One
+attempt is :meth:`Deliverer.attempt`; synchronous delivery loops over it in the caller's
+thread, background delivery lets the :class:`~eventisc.dispatch.Dispatcher` call it and
+schedule the retries. A notification that is given up on goes to the spool when there is one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .dispatch import Dispatcher, DispatcherSettings
+from .errors import EventiscError, QueueFull
+from .report import Delivery
+from .retry import DEFAULT_BACKGROUND, DEFAULT_SYNC, RetryPolicy
+
+if TYPE_CHECKING:
+    from .listeners.base import Listener
+    from .spool import Spool
+
+__all__ = ["Deliverer", "Plan"]
+
+logger = logging.getLogger("eventisc")
+
+
+class Plan:
+    """How one listener's notifications are delivered, resolved from listener and app."""
+
+    __slots__ = ("background", "policy", "durable", "priority", "simple")
+
+    def __init__(self, background: bool, policy: RetryPolicy, durable: bool, priority: int):
+        self.background = background
+        self.policy = policy
+        self.durable = durable
+        self.priority = priority
+        #: One attempt and nowhere to keep a failure: deliver directly, no bookkeeping.
+        self.simple = False
+
+
+def name_listener(exc: BaseException, listener: Listener) -> BaseException:
+    """Fill in which listener an eventisc error is about (drivers' code does not know)."""
+    if isinstance(exc, EventiscError) and getattr(exc, "listener", "") is None:
+        exc.listener = listener.name  # type: ignore[attr-defined]
+    return exc
+
+
+def log_failure(listener: Listener, event_name: str, exc: BaseException, attempts: int = 1) -> None:
+    """Log a listener's final failure with its traceback (never silent)."""
+    name_listener(exc, listener)
+    logger.error(
+        "listener %r failed for event %r%s: %s",
+        listener.name,
+        event_name,
+        f" after {attempts} attempts" if attempts > 1 else "",
+        exc,
+        exc_info=exc,
+        extra={"event_name": event_name, "listener": listener.name, "attempt": attempts},
+    )
+
+
+class Deliverer:
+    """Attempts, retries, background queueing and the spool, for one App."""
+
+    def __init__(
+        self,
+        *,
+        spool: Spool | None,
+        settings: DispatcherSettings,
+        background: bool,
+    ):
+        self.spool = spool
+        self.settings = settings
+        self.on_full = settings.on_full or ("spool" if spool is not None else "block")
+        self.dispatcher = Dispatcher(settings, self.attempt) if background else None
+        self.plans: dict[Listener, Plan] = {}
+        #: Notifications given up on without a spool to keep them (they are logged).
+        self.dropped = 0
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    def attempt(self, delivery: Delivery) -> float | None:
+        """Make one attempt; None when the delivery is final, else seconds until the next."""
+        listener = delivery.listener
+        plan = self.plans[listener]
+        delivery.attempts += 1
+        notification = delivery.notification
+        assert notification is not None
+        try:
+            detail = listener.deliver(notification)
+        except Exception as exc:
+            name_listener(exc, listener)
+            if plan.policy.should_retry(exc, delivery.attempts):
+                delay = plan.policy.delay(delivery.attempts, exc)
+                logger.warning(
+                    "listener %r: attempt %d for event %r failed (%s); retrying in %.2fs",
+                    *(listener.name, delivery.attempts, notification.event_name, exc, delay),
+                    extra={
+                        "event_name": notification.event_name,
+                        "listener": listener.name,
+                        "attempt": delivery.attempts,
+                    },
+                )
+                return delay
+            self.give_up(delivery, exc)
+            return None
+        if delivery.spool_id is not None and self.spool is not None:
+            self._spool_call("remove a delivered notification from", self.spool.delivered,
+                             delivery.spool_id)  # fmt: skip
+        if detail is False:
+            delivery.finish("skipped", detail="declined by the listener")
+        else:
+            delivery.finish("delivered", detail=detail)
+        return None
+
+    def deliver_now(self, delivery: Delivery) -> None:
+        """Deliver in the calling thread, retrying inline as the policy says."""
+        while (delay := self.attempt(delivery)) is not None:
+            time.sleep(delay)
+
+    def give_up(self, delivery: Delivery, exc: BaseException, reason: str = "failed") -> None:
+        """A final failure: keep it in the spool when there is one, log it in any case."""
+        notification = delivery.notification
+        event_name = notification.event_name if notification is not None else "?"
+        log_failure(delivery.listener, event_name, exc, delivery.attempts)
+        if self.spool is not None and notification is not None:
+            saved = self._spool_call(
+                "keep a failed notification in",
+                self._save_dead,
+                delivery,
+                f"{type(exc).__name__}: {exc}",
+                reason,
+            )
+            if saved:
+                delivery.finish("spooled", exc)
+                return
+        delivery.finish("failed", exc)
+
+    def _save_dead(self, delivery: Delivery, error: str, reason: str) -> bool:
+        assert self.spool is not None and delivery.notification is not None
+        if delivery.spool_id is not None:
+            self.spool.give_up(
+                delivery.spool_id, error=error, attempts=delivery.attempts, reason=reason
+            )
+        else:
+            delivery.spool_id = self.spool.add(
+                delivery.notification,
+                state="dead",
+                reason=reason,
+                error=error,
+                attempts=delivery.attempts,
+            )
+        return True
+
+    def _spool_call(self, doing: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:
+            path = getattr(self.spool, "path", "?")
+            logger.exception("could not %s the spool %s", doing, path)
+            return None
+
+    # -- background ---------------------------------------------------------------------------
+
+    def enqueue(self, delivery: Delivery, plan: Plan) -> bool:
+        """Hand a delivery to the background workers; False when it was not accepted.
+
+        A durable delivery is written to the spool first (a spool failure raises). A full
+        queue blocks, drops or spools as ``on_full`` says.
+        """
+        assert self.dispatcher is not None and delivery.notification is not None
+        if plan.durable:
+            assert self.spool is not None
+            delivery.spool_id = self.spool.add(
+                delivery.notification, state="pending", reason="durable"
+            )
+        block = self.on_full == "block"
+        timeout = self.settings.block_timeout if block else None
+        if self.dispatcher.submit(delivery, block, timeout):
+            return True
+        full = QueueFull(
+            f"the background queue is full ({self.settings.queue_size} notifications)",
+            delivery.listener.name,
+        )
+        if self.on_full != "drop" and self.spool is not None:
+            logger.warning("listener %r: %s; spooled", delivery.listener.name, full)
+            self._spool_call("spool a notification in", self._save_dead, delivery, str(full),
+                             "queue full")  # fmt: skip
+            delivery.finish("spooled", full)
+        else:
+            self.dropped += 1
+            log_failure(delivery.listener, delivery.notification.event_name, full)
+            if delivery.spool_id is not None:
+                self._spool_call("mark a dropped notification in", self._save_dead, delivery,
+                                 str(full), "queue full")  # fmt: skip
+            delivery.finish("dropped", full)
+        return False
+
+    def flush(self, timeout: float | None) -> bool:
+        return self.dispatcher is None or self.dispatcher.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> list[Delivery]:
+        """Drain the background queue for up to ``timeout`` (default ``shutdown_timeout``)
+        seconds, then keep what is left in the spool as pending (the next app with this spool
+        delivers it), or log it. Returns what was left."""
+        if self.dispatcher is None:
+            return []
+        wait = self.settings.shutdown_timeout if timeout is None else timeout
+        leftovers = self.dispatcher.shutdown(wait)
+        if leftovers:
+            self._keep(leftovers)
+        return leftovers
+
+    def _keep(self, leftovers: Sequence[Delivery]) -> None:
+        if self.spool is not None and self._spool_call(
+            "keep the notifications left at shutdown in", self._save_leftovers, leftovers
+        ):
+            for delivery in leftovers:
+                delivery.finish("spooled", QueueFull("still queued at shutdown", delivery.name))
+            logger.warning(
+                "%d notification(s) were still queued at shutdown; kept in the spool %s, "
+                "delivered by the next app using it",
+                len(leftovers),
+                self.spool.path,
+            )
+            return
+        self.dropped += len(leftovers)
+        for delivery in leftovers:
+            delivery.finish("dropped", QueueFull("still queued at shutdown", delivery.name))
+        logger.error(
+            "%d notification(s) were still queued at shutdown and are lost%s: %s",
+            len(leftovers),
+            "" if self.spool is not None else " (configure a spool to keep them)",
+            ", ".join(sorted({d.name for d in leftovers})),
+        )
+
+    def _save_leftovers(self, leftovers: Sequence[Delivery]) -> bool:
+        from .spool import SpoolItem
+
+        assert self.spool is not None
+        durable = [d.spool_id for d in leftovers if d.spool_id is not None]
+        if durable:
+            self.spool.release(durable)  # already stored: let the next app take them
+        self.spool.add_many(
+            SpoolItem(d.notification, state="pending", reason="shutdown", owner=None,
+                      attempts=d.attempts)
+            for d in leftovers
+            if d.spool_id is None and d.notification is not None
+        )  # fmt: skip
+        return True
+
+    def recover(self, listeners: Iterable[Listener]) -> threading.Thread | None:
+        """Deliver in the background what an earlier process left pending in the spool."""
+        if self.spool is None or self.dispatcher is None:
+            return None
+        by_name = {lis.name: lis for lis in listeners if self.plans[lis].background}
+        if not by_name:
+            return None
+        thread = threading.Thread(
+            target=self._recover, args=(by_name,), name="eventisc-recover", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _recover(self, by_name: dict[str, Listener]) -> None:
+        assert self.spool is not None and self.dispatcher is not None
+        try:
+            entries = self.spool.claim_orphans(list(by_name))
+        except Exception:
+            logger.exception("could not read pending notifications from %s", self.spool.path)
+            return
+        if entries:
+            logger.info(
+                "delivering %d pending notification(s) left in %s", len(entries), self.spool.path
+            )
+        for entry in entries:
+            listener = by_name[entry.notification.listener]
+            delivery = Delivery(
+                listener, entry.notification, self.plans[listener].priority, entry.id
+            )
+            delivery.attempts = entry.attempts
+            self.dispatcher.submit(delivery, block=True, timeout=None)
+
+
+def make_plan(
+    listener: Listener,
+    *,
+    delivery: str,
+    retry: RetryPolicy | None,
+    durable: bool,
+    has_spool: bool,
+) -> Plan:
+    """Resolve a listener's own settings over the app's."""
+    background = (listener.delivery or delivery) == "background"
+    policy = listener.retry or retry or (DEFAULT_BACKGROUND if background else DEFAULT_SYNC)
+    is_durable = durable if listener.durable is None else listener.durable
+    plan = Plan(background, policy, bool(is_durable), listener.priority)
+    plan.simple = not background and policy.max_attempts == 1 and not has_spool
+    return plan

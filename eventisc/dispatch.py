@@ -1,0 +1,321 @@
+"""Background delivery: a bounded priority queue and a pool of worker threads that scales.
+
+Workers take deliveries from the queue (lowest ``priority`` first, then in order) and make one
+attempt each. A delivery to be retried waits in a schedule, not in a worker: the monitor thread
+puts it back in the queue when its time comes. Every ``monitor_interval`` the monitor also
+compares the queue's depth with the idle workers and starts more, up to ``max_workers``; a
+worker idle for ``idle_timeout`` seconds ends, down to ``min_workers``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import ConfigError
+from .report import Delivery
+
+__all__ = ["DISPATCHER_SCHEMA", "Dispatcher", "DispatcherSettings"]
+
+logger = logging.getLogger("eventisc.dispatch")
+
+#: What to do when the queue is full.
+ON_FULL = ("block", "drop", "spool")
+
+_STOP = 2**62  # the priority of the sentinels that end workers: after every real delivery
+
+
+@dataclass(frozen=True, kw_only=True)
+class DispatcherSettings:
+    """Settings of the background dispatcher (the ``dispatcher:`` config key).
+
+    ``on_full`` None means: ``spool`` when the app has a spool, else ``block``. ``block``
+    waits up to ``block_timeout`` seconds for room, then spools (or drops, without a spool).
+    ``shutdown_timeout`` bounds how long ``App.close()`` waits for the queue to drain.
+    """
+
+    min_workers: int = 1
+    max_workers: int = 8
+    queue_size: int = 10_000
+    monitor_interval: float = 0.1
+    idle_timeout: float = 5.0
+    thread_name_prefix: str = "eventisc-worker"
+    on_full: str | None = None
+    block_timeout: float = 1.0
+    shutdown_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_workers <= self.max_workers or self.max_workers < 1:
+            raise ValueError(
+                "need 0 <= min_workers <= max_workers and max_workers >= 1, got "
+                f"{self.min_workers} and {self.max_workers}"
+            )
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, not {self.queue_size}")
+        for name in ("monitor_interval", "idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, not {getattr(self, name)}")
+        for name in ("block_timeout", "shutdown_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if self.on_full is not None and self.on_full not in ON_FULL:
+            raise ValueError(f"on_full must be one of {', '.join(ON_FULL)}, not {self.on_full!r}")
+
+    @classmethod
+    def from_config(
+        cls, value: Mapping[str, Any] | DispatcherSettings | None, path: str = "dispatcher"
+    ) -> DispatcherSettings:
+        if isinstance(value, DispatcherSettings):
+            return value
+        try:
+            return cls(**dict(value or {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc), path) from None
+
+
+#: JSON Schema of the ``dispatcher`` mapping.
+DISPATCHER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Background dispatcher: workers, queue, on_full, timeouts.",
+    "properties": {
+        "min_workers": {"type": "integer", "minimum": 0},
+        "max_workers": {"type": "integer", "minimum": 1},
+        "queue_size": {"type": "integer", "minimum": 1},
+        "monitor_interval": {"type": "number", "exclusiveMinimum": 0},
+        "idle_timeout": {"type": "number", "exclusiveMinimum": 0},
+        "thread_name_prefix": {"type": "string", "minLength": 1},
+        "on_full": {"enum": list(ON_FULL)},
+        "block_timeout": {"type": "number", "minimum": 0},
+        "shutdown_timeout": {"type": "number", "minimum": 0},
+    },
+}
+assert set(DISPATCHER_SCHEMA["properties"]) == {f.name for f in fields(DispatcherSettings)}
+
+
+class Dispatcher:
+    """Runs deliveries on worker threads.
+
+    ``attempt(delivery)`` makes one attempt and returns None when the delivery is final, or
+    the seconds to wait before the next attempt. It must not raise (an exception is logged and
+    ends the delivery as failed).
+    """
+
+    def __init__(self, settings: DispatcherSettings, attempt: Callable[[Delivery], float | None]):
+        self.settings = settings
+        self._attempt = attempt
+        self._reset()
+
+    def _reset(self) -> None:
+        s = self.settings
+        self._pid = os.getpid()
+        self._queue: queue.PriorityQueue[tuple[int, int, Delivery | None]] = queue.PriorityQueue(
+            s.queue_size
+        )
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._retries: list[tuple[float, int, Delivery]] = []
+        self._workers: set[threading.Thread] = set()
+        self._inflight: dict[threading.Thread, Delivery] = {}
+        self._busy = 0
+        self._pending = 0
+        self._names = itertools.count(1)
+        self._monitor: threading.Thread | None = None
+        self._stopping = False
+        self.peak_workers = 0
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    def submit(self, delivery: Delivery, block: bool = False, timeout: float | None = None) -> bool:
+        """Queue a delivery; False when the queue is full (after ``timeout`` if ``block``)."""
+        if self._pid != os.getpid():
+            # A forked child: the parent's threads do not exist here and its queue is the
+            # parent's work. Start afresh.
+            self._reset()
+        if self._monitor is None or self._stopping:
+            self._start()
+        with self._lock:
+            self._pending += 1
+        try:
+            self._queue.put((delivery.priority, next(self._seq), delivery), block, timeout)
+        except queue.Full:
+            with self._lock:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._drained.notify_all()
+            return False
+        return True
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._monitor is not None and not self._stopping:
+                return
+            self._stopping = False
+            self._monitor = threading.Thread(
+                target=self._run_monitor,
+                name=f"{self.settings.thread_name_prefix}-monitor",
+                daemon=True,
+            )
+            self._monitor.start()
+            for _ in range(max(self.settings.min_workers, 1) - len(self._workers)):
+                self._spawn()
+
+    def _spawn(self) -> None:
+        # Called with the lock held.
+        thread = threading.Thread(
+            target=self._run_worker,
+            name=f"{self.settings.thread_name_prefix}-{next(self._names)}",
+            daemon=True,
+        )
+        self._workers.add(thread)
+        self.peak_workers = max(self.peak_workers, len(self._workers))
+        thread.start()
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def _run_worker(self) -> None:
+        me = threading.current_thread()
+        settings = self.settings
+        while True:
+            try:
+                _, seq, delivery = self._queue.get(timeout=settings.idle_timeout)
+            except queue.Empty:
+                with self._lock:
+                    if self._stopping or len(self._workers) > settings.min_workers:
+                        self._workers.discard(me)
+                        return
+                continue
+            if delivery is None:  # a sentinel: the dispatcher is stopping
+                with self._lock:
+                    self._workers.discard(me)
+                return
+            with self._lock:
+                self._busy += 1
+                self._inflight[me] = delivery
+            try:
+                delay = self._attempt(delivery)
+            except Exception as exc:  # attempt() must not raise; never lose the worker
+                logger.exception("delivery by listener %r crashed", delivery.name)
+                delivery.finish("failed", exc)
+                delay = None
+            with self._lock:
+                self._busy -= 1
+                del self._inflight[me]
+                if delay is None:
+                    # max(): a delivery still in flight at shutdown was already let go of.
+                    self._pending = max(0, self._pending - 1)
+                    if self._pending == 0:
+                        self._drained.notify_all()
+                else:
+                    heapq.heappush(self._retries, (time.monotonic() + delay, seq, delivery))
+            if delay is not None:
+                self._wake.set()
+
+    # -- the monitor: due retries and scaling ---------------------------------------------------
+
+    def _run_monitor(self) -> None:
+        interval = self.settings.monitor_interval
+        while not self._stopping:
+            with self._lock:
+                wait = interval
+                if self._retries:
+                    wait = min(wait, max(0.0, self._retries[0][0] - time.monotonic()))
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                self._requeue_due()
+                self._scale()
+            except Exception:
+                logger.exception("dispatcher monitor failed; it goes on")
+
+    def _requeue_due(self) -> None:
+        now = time.monotonic()
+        due: list[tuple[float, int, Delivery]] = []
+        with self._lock:
+            while self._retries and self._retries[0][0] <= now:
+                due.append(heapq.heappop(self._retries))
+        for index, (_, seq, delivery) in enumerate(due):
+            try:
+                self._queue.put_nowait((delivery.priority, seq, delivery))
+            except queue.Full:
+                # No room now: try again at the next tick, nothing is lost.
+                with self._lock:
+                    later = now + self.settings.monitor_interval
+                    for _, later_seq, later_delivery in due[index:]:
+                        heapq.heappush(self._retries, (later, later_seq, later_delivery))
+                return
+
+    def _scale(self) -> None:
+        depth = self._queue.qsize()
+        with self._lock:
+            if self._stopping:
+                return
+            workers = len(self._workers)
+            idle = workers - self._busy
+            want = min(self.settings.max_workers, workers + max(0, depth - idle))
+            want = max(want, self.settings.min_workers)
+            for _ in range(want - workers):
+                self._spawn()
+
+    # -- waiting and stopping -------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted delivery is final; False if ``timeout`` ran out first."""
+        with self._lock:
+            return self._drained.wait_for(lambda: self._pending == 0, timeout)
+
+    def shutdown(self, timeout: float) -> list[Delivery]:
+        """Flush for up to ``timeout`` seconds, stop the threads, return what is not final.
+
+        The returned deliveries were queued, waiting for a retry, or still being delivered
+        when the time ran out (those may yet succeed: delivery is at least once).
+        """
+        deadline = time.monotonic() + timeout
+        self.flush(timeout)
+        with self._lock:
+            self._stopping = True
+            leftovers = [item[2] for item in self._retries]
+            self._retries.clear()
+            workers = list(self._workers)
+        self._wake.set()
+        while True:
+            try:
+                item = self._queue.get_nowait()[2]
+            except queue.Empty:
+                break
+            if item is not None:
+                leftovers.append(item)
+        for _ in workers:
+            self._queue.put((_STOP, next(self._seq), None))
+        for thread in workers:
+            thread.join(max(0.05, deadline - time.monotonic()))
+        with self._lock:
+            leftovers.extend(self._inflight.values())
+            self._pending = 0
+            self._monitor = None
+            self._drained.notify_all()
+        return [d for d in leftovers if not d.done]
+
+    def stats(self) -> dict[str, int]:
+        """Queue depth, workers, busy workers, deliveries waiting for a retry, not yet final."""
+        with self._lock:
+            return {
+                "queued": self._queue.qsize(),
+                "workers": len(self._workers),
+                "busy": self._busy,
+                "scheduled_retries": len(self._retries),
+                "pending": self._pending,
+                "peak_workers": self.peak_workers,
+            }
