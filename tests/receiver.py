@@ -74,8 +74,12 @@ class Receiver:
                     self.client_address,
                     time.monotonic(),
                 )
+                # Recorded on arrival, before answering: once a client has its answer, the
+                # request is in `requests`.
                 with receiver._cond:
                     resp = receiver.script.popleft() if receiver.script else receiver.default
+                    receiver.requests.append(req)
+                    receiver._cond.notify_all()
                 if resp.delay:
                     time.sleep(resp.delay)
                 self.send_response(resp.status)
@@ -84,9 +88,6 @@ class Receiver:
                 self.send_header("Content-Length", str(len(resp.body)))
                 self.end_headers()
                 self.wfile.write(resp.body)
-                with receiver._cond:
-                    receiver.requests.append(req)
-                    receiver._cond.notify_all()
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
