@@ -61,6 +61,7 @@ __all__ = [
     "TemplateError",
     "TriggerError",
     "create_app",
+    "atrigger",
     "default_app",
     "get_current_app",
     "heartbeat",
@@ -152,6 +153,15 @@ def trigger(event_name: str, event_data: Any = None) -> int:
     if app is None:
         app = get_current_app()
     return app.trigger(event_name, event_data)
+
+
+async def atrigger(event_name: str, event_data: Any = None) -> int:
+    """:func:`trigger` for ``async`` code: delivers from a worker thread, so the event loop
+    never waits; returns the same count."""
+    app = default_app
+    if app is None:
+        app = get_current_app()
+    return await app.atrigger(event_name, event_data)
 
 
 def heartbeat() -> None:

@@ -6,16 +6,20 @@ import atexit
 import logging
 import os
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from logging import DEBUG
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .config import env_flag, validate_config
-from .delivery import Deliverer, Plan, log_failure, make_plan
+from .delivery import Deliverer, Plan, log_extra, log_failure, make_plan
 from .dispatch import DispatcherSettings
 from .errors import ConfigError, TriggerError
 from .heartbeat import Heartbeat
 from .listeners.base import Listener
+from .metrics import AppMetrics
 from .notification import Notification
+from .observe import Observable
 from .report import Delivery, Report
 from .retry import RetryPolicy
 from .routing import Router
@@ -34,7 +38,7 @@ _OBJECT_OPTIONS = ("retry", "dispatcher", "spool")
 ListenerLike = Listener | Mapping[str, Any]
 
 
-class App:
+class App(Observable):
     """A set of listeners and the events they hear.
 
     ``trigger`` may be called from many threads at once. ``close()`` releases connections;
@@ -55,6 +59,7 @@ class App:
         spool: Spool | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         durable: bool = False,
         recover: bool = True,
+        report_interval: float | None = None,
         source: str | None = None,
     ):
         self.name_prefix: str = name_prefix or ""
@@ -63,6 +68,16 @@ class App:
         #: read when the app is created.
         self.dry_run: bool = env_flag("EVENTISC_DRYRUN") if dry_run is None else dry_run
         self.source = source
+        #: Testing hooks (eventisc.testing): called with (event name, data) at every trigger,
+        #: and with (listener, notification) instead of delivering.
+        self._observe: Callable[[str, Any], None] | None = None
+        self._capture: Callable[[Listener, Notification], None] | None = None
+        self._metrics = AppMetrics()
+        self._triggered = self._metrics.triggered.inc
+        self._app_hooks: dict[str, list[Callable[[Any], object]]] = {}
+        self._started = False
+        #: False once delivery hooks exist: then every delivery gets its Delivery object.
+        self._fast = True
         self.listeners: list[Listener] = []
         self._names: set[str] = set()
         for index, item in enumerate(listeners or ()):
@@ -89,6 +104,9 @@ class App:
                 self._deliverer.recover(self.listeners)
         if heartbeat:
             self.start_heartbeat(heartbeat)
+        self._reporter: Heartbeat | None = None
+        if report_interval:
+            self._reporter = Heartbeat(self._log_summary, report_interval, "eventisc-report")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], source: str | None = None) -> App:
@@ -146,6 +164,7 @@ class App:
                 else f"listeners[{index}].durable"
             )
             raise ConfigError("durable delivery needs `delivery: background` and a `spool`", where)
+        plan.metrics = self._metrics.listeners.setdefault(listener.name, plan.metrics)
         return plan
 
     def _add(self, item: ListenerLike, path: str) -> Listener:
@@ -194,33 +213,53 @@ class App:
         return Report(name, deliveries)
 
     def _fire(self, name: str, event_data: Any, report: list[Delivery] | None) -> int:
+        if event_data is None:
+            event_data = {}
+        if not self._started:
+            self._start()
+        self._triggered()
+        if self._observe is not None:
+            self._observe(name, event_data)
         listeners = self._router.match(name)
         if not listeners:
             return 0
-        if event_data is None:
-            event_data = {}
+        capture = self._capture
         deliverer = self._deliverer
         plans = deliverer.plans
+        fast = report is None and self._fast
         notified = 0
         failures: list[tuple[str, BaseException]] | None = None
         for listener in listeners:
             plan = plans[listener]
-            delivery = None
+            metrics = plan.metrics
+            metrics.matched.inc()
+            delivery = notification = None
+            start = monotonic()
             try:
                 if listener.filter is not None and not listener.filter(name, event_data):
+                    metrics.filtered.inc()
                     if report is not None:
                         report.append(_finished(listener, None, "skipped", "filtered out"))
                     continue
                 notification = listener.render(name, event_data)
-                if self.dry_run:
-                    self._log_dry_run(listener, notification)
+                if capture is not None or self.dry_run:
+                    if capture is not None:
+                        capture(listener, notification)
+                    else:
+                        self._log_dry_run(listener, notification)
                     notified += 1
                     if report is not None:
-                        report.append(_finished(listener, notification, "skipped", "dry-run"))
+                        detail = "captured" if capture is not None else "dry-run"
+                        report.append(_finished(listener, notification, "skipped", detail))
                     continue
-                if plan.simple and report is None:
-                    if listener.deliver(notification) is not False:
+                if fast and plan.simple:
+                    detail = listener.deliver(notification)
+                    if detail is not False:
+                        latency = monotonic() - start
+                        metrics.finished("delivered", latency)
                         notified += 1
+                        if logger.isEnabledFor(DEBUG):
+                            self._log_delivered(listener, name, detail, latency)
                     continue
                 delivery = Delivery(listener, notification, plan.priority)
                 if report is not None:
@@ -237,12 +276,14 @@ class App:
                 error = delivery.error
                 assert error is not None
             except Exception as exc:  # one listener's failure never stops the others
-                log_failure(listener, name, exc)
+                attempts = 1 if notification is not None else 0
+                log_failure(listener, name, exc, attempts, latency=monotonic() - start)
                 error = exc
-                if delivery is not None:
-                    delivery.finish("failed", exc)
-                elif report is not None:
-                    report.append(_finished(listener, None, "failed", None, exc))
+                if delivery is None:
+                    delivery = Delivery(listener, notification)
+                    if report is not None:
+                        report.append(delivery)
+                deliverer.finish(delivery, "failed", exc)
             if failures is None:
                 failures = []
             failures.append((listener.name, error))
@@ -255,7 +296,16 @@ class App:
             "dry-run: listener %r would send %r",
             listener.name,
             notification.payload,
-            extra={"event_name": notification.event_name, "listener": listener.name},
+            extra=log_extra(notification.event_name, listener.name, 0, "dry-run"),
+        )
+
+    def _log_delivered(self, listener: Listener, name: str, detail: Any, latency: float) -> None:
+        logger.debug(
+            "listener %r delivered event %r: %s",
+            listener.name,
+            name,
+            detail,
+            extra=log_extra(name, listener.name, 1, "delivered", latency),
         )
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -285,14 +335,16 @@ class App:
         ``shutdown_timeout``), keep the rest in the spool (or log it), stop the heartbeat and
         release every listener's connections. Idempotent; the app reconnects if used again."""
         self._deliverer.shutdown(timeout)
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
+        for thread in (self._heartbeat, self._reporter):
+            if thread is not None:
+                thread.stop()
+        self._heartbeat = self._reporter = None
         for listener in self.listeners:
             try:
                 listener.close()
             except Exception:
                 logger.exception("closing listener %r failed", listener.name)
+        self._run_app_hooks("closed")
 
     def __enter__(self) -> App:
         return self

@@ -4,6 +4,7 @@
     eventisc routes CONFIG EVENT_NAME           which listeners an event reaches
     eventisc trigger CONFIG EVENT_NAME [--data JSON] [--dry-run]
     eventisc spool list|show|replay|purge CONFIG   the spool of failed and pending notifications
+    eventisc serve-metrics CONFIG [--port 9464]  Prometheus metrics of the app, over HTTP
     eventisc schema                             print the config's JSON Schema
     eventisc demo                               a working example on this machine
 
@@ -132,6 +133,31 @@ def _outcome(delivery: Delivery) -> str:
     return f"{delivery.status.upper()}{attempts}: {why}"
 
 
+def _serve_metrics(args: argparse.Namespace) -> int:
+    try:
+        import prometheus_client
+    except ImportError:
+        print("eventisc serve-metrics needs: pip install 'eventisc[prometheus]'", file=sys.stderr)
+        return 1
+    with _load(args.config) as app:
+        registry = prometheus_client.CollectorRegistry()
+        app.register_prometheus(registry)
+        server, thread = prometheus_client.start_http_server(
+            args.port, addr=args.host, registry=registry
+        )
+        print(
+            f"serving eventisc metrics on http://{args.host}:{server.server_port}/metrics",
+            flush=True,
+        )
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from .schema import config_schema
 
@@ -174,6 +200,12 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_trigger)
 
     spool_cli.add_parser(sub, _load)
+
+    p = sub.add_parser("serve-metrics", help="serve the app's Prometheus metrics over HTTP")
+    p.add_argument("config")
+    p.add_argument("--port", type=int, default=9464, help="default 9464 (0: any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.set_defaults(func=_serve_metrics)
 
     p = sub.add_parser("schema", help="print the configuration's JSON Schema")
     p.set_defaults(func=_schema)

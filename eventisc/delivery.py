@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .dispatch import Dispatcher, DispatcherSettings
 from .errors import EventiscError, QueueFull
+from .metrics import ListenerMetrics
 from .report import Delivery
 from .retry import DEFAULT_BACKGROUND, DEFAULT_SYNC, RetryPolicy
 
@@ -32,13 +33,14 @@ logger = logging.getLogger("eventisc")
 class Plan:
     """How one listener's notifications are delivered, resolved from listener and app."""
 
-    __slots__ = ("background", "policy", "durable", "priority", "simple")
+    __slots__ = ("background", "policy", "durable", "priority", "simple", "metrics")
 
     def __init__(self, background: bool, policy: RetryPolicy, durable: bool, priority: int):
         self.background = background
         self.policy = policy
         self.durable = durable
         self.priority = priority
+        self.metrics = ListenerMetrics()
         #: One attempt and nowhere to keep a failure: deliver directly, no bookkeeping.
         self.simple = False
 
@@ -50,7 +52,27 @@ def name_listener(exc: BaseException, listener: Listener) -> BaseException:
     return exc
 
 
-def log_failure(listener: Listener, event_name: str, exc: BaseException, attempts: int = 1) -> None:
+def log_extra(
+    event_name: str, listener: str, attempt: int, outcome: str, latency: float | None = None
+) -> dict[str, Any]:
+    """The ``extra`` fields of every log record about a delivery (for JSON log formatters)."""
+    return {
+        "event_name": event_name,
+        "listener": listener,
+        "attempt": attempt,
+        "outcome": outcome,
+        "latency_ms": None if latency is None else round(latency * 1000, 3),
+    }
+
+
+def log_failure(
+    listener: Listener,
+    event_name: str,
+    exc: BaseException,
+    attempts: int = 1,
+    outcome: str = "failed",
+    latency: float | None = None,
+) -> None:
     """Log a listener's final failure with its traceback (never silent)."""
     name_listener(exc, listener)
     logger.error(
@@ -60,7 +82,7 @@ def log_failure(listener: Listener, event_name: str, exc: BaseException, attempt
         f" after {attempts} attempts" if attempts > 1 else "",
         exc,
         exc_info=exc,
-        extra={"event_name": event_name, "listener": listener.name, "attempt": attempts},
+        extra=log_extra(event_name, listener.name, attempts, outcome, latency),
     )
 
 
@@ -79,8 +101,36 @@ class Deliverer:
         self.on_full = settings.on_full or ("spool" if spool is not None else "block")
         self.dispatcher = Dispatcher(settings, self.attempt) if background else None
         self.plans: dict[Listener, Plan] = {}
-        #: Notifications given up on without a spool to keep them (they are logged).
-        self.dropped = 0
+        #: Callbacks by final status (``delivered``, ``failed``, ``spooled``, ``dropped``).
+        self.hooks: dict[str, list[Callable[[Delivery], object]]] = {}
+
+    def finish(
+        self,
+        delivery: Delivery,
+        status: str,
+        error: BaseException | None = None,
+        detail: Any = None,
+    ) -> None:
+        """Record a delivery's final outcome: on the delivery, in the metrics, to the hooks."""
+        delivery.finish(status, error, detail)
+        plan = self.plans.get(delivery.listener)
+        if plan is not None:
+            plan.metrics.finished(status, delivery.latency)
+        if status == "delivered" and logger.isEnabledFor(logging.DEBUG):
+            event_name = delivery.notification.event_name if delivery.notification else "?"
+            logger.debug(
+                "listener %r delivered event %r: %s",
+                delivery.name,
+                event_name,
+                detail,
+                extra=log_extra(event_name, delivery.name, delivery.attempts, "delivered",
+                                delivery.latency),
+            )  # fmt: skip
+        for hook in self.hooks.get(status, ()):
+            try:
+                hook(delivery)
+            except Exception:
+                logger.exception("a %r hook failed for listener %r", status, delivery.name)
 
     # -- one attempt ------------------------------------------------------------------------
 
@@ -100,12 +150,11 @@ class Deliverer:
                 logger.warning(
                     "listener %r: attempt %d for event %r failed (%s); retrying in %.2fs",
                     *(listener.name, delivery.attempts, notification.event_name, exc, delay),
-                    extra={
-                        "event_name": notification.event_name,
-                        "listener": listener.name,
-                        "attempt": delivery.attempts,
-                    },
+                    extra=log_extra(
+                        notification.event_name, listener.name, delivery.attempts, "retrying"
+                    ),
                 )
+                plan.metrics.retried.inc()
                 return delay
             self.give_up(delivery, exc)
             return None
@@ -113,9 +162,9 @@ class Deliverer:
             self._spool_call("remove a delivered notification from", self.spool.delivered,
                              delivery.spool_id)  # fmt: skip
         if detail is False:
-            delivery.finish("skipped", detail="declined by the listener")
+            self.finish(delivery, "skipped", detail="declined by the listener")
         else:
-            delivery.finish("delivered", detail=detail)
+            self.finish(delivery, "delivered", detail=detail)
         return None
 
     def deliver_now(self, delivery: Delivery) -> None:
@@ -127,7 +176,9 @@ class Deliverer:
         """A final failure: keep it in the spool when there is one, log it in any case."""
         notification = delivery.notification
         event_name = notification.event_name if notification is not None else "?"
-        log_failure(delivery.listener, event_name, exc, delivery.attempts)
+        outcome = "spooled" if self.spool is not None and notification is not None else "failed"
+        latency = time.monotonic() - delivery.created
+        log_failure(delivery.listener, event_name, exc, delivery.attempts, outcome, latency)
         if self.spool is not None and notification is not None:
             saved = self._spool_call(
                 "keep a failed notification in",
@@ -137,9 +188,9 @@ class Deliverer:
                 reason,
             )
             if saved:
-                delivery.finish("spooled", exc)
+                self.finish(delivery, "spooled", exc)
                 return
-        delivery.finish("failed", exc)
+        self.finish(delivery, "failed", exc)
 
     def _save_dead(self, delivery: Delivery, error: str, reason: str) -> bool:
         assert self.spool is not None and delivery.notification is not None
@@ -191,14 +242,13 @@ class Deliverer:
             logger.warning("listener %r: %s; spooled", delivery.listener.name, full)
             self._spool_call("spool a notification in", self._save_dead, delivery, str(full),
                              "queue full")  # fmt: skip
-            delivery.finish("spooled", full)
+            self.finish(delivery, "spooled", full)
         else:
-            self.dropped += 1
-            log_failure(delivery.listener, delivery.notification.event_name, full)
+            log_failure(delivery.listener, delivery.notification.event_name, full, 0, "dropped")
             if delivery.spool_id is not None:
                 self._spool_call("mark a dropped notification in", self._save_dead, delivery,
                                  str(full), "queue full")  # fmt: skip
-            delivery.finish("dropped", full)
+            self.finish(delivery, "dropped", full)
         return False
 
     def flush(self, timeout: float | None) -> bool:
@@ -221,7 +271,9 @@ class Deliverer:
             "keep the notifications left at shutdown in", self._save_leftovers, leftovers
         ):
             for delivery in leftovers:
-                delivery.finish("spooled", QueueFull("still queued at shutdown", delivery.name))
+                self.finish(
+                    delivery, "spooled", QueueFull("still queued at shutdown", delivery.name)
+                )
             logger.warning(
                 "%d notification(s) were still queued at shutdown; kept in the spool %s, "
                 "delivered by the next app using it",
@@ -229,9 +281,8 @@ class Deliverer:
                 self.spool.path,
             )
             return
-        self.dropped += len(leftovers)
         for delivery in leftovers:
-            delivery.finish("dropped", QueueFull("still queued at shutdown", delivery.name))
+            self.finish(delivery, "dropped", QueueFull("still queued at shutdown", delivery.name))
         logger.error(
             "%d notification(s) were still queued at shutdown and are lost%s: %s",
             len(leftovers),

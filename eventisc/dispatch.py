@@ -30,6 +30,9 @@ logger = logging.getLogger("eventisc.dispatch")
 #: What to do when the queue is full.
 ON_FULL = ("block", "drop", "spool")
 
+#: Seconds the load average looks back over (roughly).
+LOAD_WINDOW = 60.0
+
 _STOP = 2**62  # the priority of the sentinels that end workers: after every real delivery
 
 
@@ -133,6 +136,14 @@ class Dispatcher:
         self._monitor: threading.Thread | None = None
         self._stopping = False
         self.peak_workers = 0
+        # Queueing numbers (under the lock): arrivals, final departures, attempts with the
+        # seconds they waited in the queue and the seconds they took.
+        self._arrivals = self._departures = self._attempts = 0
+        self._wait_sum = self._service_sum = 0.0
+        # Rates and load averaged by the monitor.
+        self._window = (time.monotonic(), 0, 0)
+        self._rates = (0.0, 0.0)
+        self._load_avg = 0.0
 
     # -- submitting -----------------------------------------------------------------------------
 
@@ -146,11 +157,14 @@ class Dispatcher:
             self._start()
         with self._lock:
             self._pending += 1
+            self._arrivals += 1
+        delivery.queued = time.monotonic()
         try:
             self._queue.put((delivery.priority, next(self._seq), delivery), block, timeout)
         except queue.Full:
             with self._lock:
                 self._pending -= 1
+                self._arrivals -= 1
                 if self._pending == 0:
                     self._drained.notify_all()
             return False
@@ -199,19 +213,25 @@ class Dispatcher:
                 with self._lock:
                     self._workers.discard(me)
                 return
+            started = time.monotonic()
             with self._lock:
                 self._busy += 1
                 self._inflight[me] = delivery
+                self._wait_sum += started - delivery.queued
             try:
                 delay = self._attempt(delivery)
             except Exception as exc:  # attempt() must not raise; never lose the worker
                 logger.exception("delivery by listener %r crashed", delivery.name)
                 delivery.finish("failed", exc)
                 delay = None
+            ended = time.monotonic()
             with self._lock:
                 self._busy -= 1
                 del self._inflight[me]
+                self._attempts += 1
+                self._service_sum += ended - started
                 if delay is None:
+                    self._departures += 1
                     # max(): a delivery still in flight at shutdown was already let go of.
                     self._pending = max(0, self._pending - 1)
                     if self._pending == 0:
@@ -237,6 +257,7 @@ class Dispatcher:
             try:
                 self._requeue_due()
                 self._scale()
+                self._measure()
             except Exception:
                 logger.exception("dispatcher monitor failed; it goes on")
 
@@ -247,6 +268,7 @@ class Dispatcher:
             while self._retries and self._retries[0][0] <= now:
                 due.append(heapq.heappop(self._retries))
         for index, (_, seq, delivery) in enumerate(due):
+            delivery.queued = now
             try:
                 self._queue.put_nowait((delivery.priority, seq, delivery))
             except queue.Full:
@@ -268,6 +290,24 @@ class Dispatcher:
             want = max(want, self.settings.min_workers)
             for _ in range(want - workers):
                 self._spawn()
+
+    def _measure(self) -> None:
+        """Update the arrival/departure rates (over about a second) and the load average."""
+        now = time.monotonic()
+        with self._lock:
+            load = self._busy / len(self._workers) if self._workers else 0.0
+            since, arrivals, departures = self._window
+            elapsed = now - since
+            # An exponentially weighted average over about a minute, like a Unix load average.
+            self._load_avg += (load - self._load_avg) * min(
+                1.0, self.settings.monitor_interval / LOAD_WINDOW
+            )
+            if elapsed >= 1.0:
+                self._rates = (
+                    (self._arrivals - arrivals) / elapsed,
+                    (self._departures - departures) / elapsed,
+                )
+                self._window = (now, self._arrivals, self._departures)
 
     # -- waiting and stopping -------------------------------------------------------------------
 
@@ -308,14 +348,33 @@ class Dispatcher:
             self._drained.notify_all()
         return [d for d in leftovers if not d.done]
 
-    def stats(self) -> dict[str, int]:
-        """Queue depth, workers, busy workers, deliveries waiting for a retry, not yet final."""
+    def stats(self) -> dict[str, Any]:
+        """The queue and the workers, as plain numbers.
+
+        ``queued`` (in the queue now), ``capacity``, ``scheduled_retries``, ``pending`` (not
+        final yet), ``workers``, ``busy``, ``peak_workers``, ``arrivals`` and ``departures``
+        (deliveries in and final, since start), ``arrival_rate`` and ``departure_rate`` (per
+        second, over the last second or so), ``avg_wait`` (seconds an attempt waited in the
+        queue) and ``avg_service`` (seconds an attempt took), ``load`` (busy / workers) and
+        ``load_avg`` (its moving average over about a minute).
+        """
         with self._lock:
+            workers = len(self._workers)
+            attempts = self._attempts
             return {
                 "queued": self._queue.qsize(),
-                "workers": len(self._workers),
-                "busy": self._busy,
+                "capacity": self.settings.queue_size,
                 "scheduled_retries": len(self._retries),
                 "pending": self._pending,
+                "workers": workers,
+                "busy": self._busy,
                 "peak_workers": self.peak_workers,
+                "arrivals": self._arrivals,
+                "departures": self._departures,
+                "arrival_rate": self._rates[0],
+                "departure_rate": self._rates[1],
+                "avg_wait": self._wait_sum / attempts if attempts else 0.0,
+                "avg_service": self._service_sum / attempts if attempts else 0.0,
+                "load": self._busy / workers if workers else 0.0,
+                "load_avg": self._load_avg,
             }

@@ -42,6 +42,7 @@ class Delivery:
         "finished",
         "spool_id",
         "priority",
+        "queued",
     )
 
     def __init__(
@@ -61,6 +62,8 @@ class Delivery:
         self.finished: float | None = None
         self.spool_id = spool_id
         self.priority = priority
+        #: When it last entered the background queue (time.monotonic()).
+        self.queued = 0.0
 
     @property
     def name(self) -> str:

@@ -103,6 +103,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "description": "Background: write each notification to the spool before trigger "
             "returns, remove it once delivered.",
         },
+        "report_interval": {
+            **_POSITIVE_SECONDS,
+            "description": "Log a one-line summary of the stats every N seconds (default off).",
+        },
         "recover": {
             "type": "boolean",
             "description": "Background: at start, deliver what earlier processes left pending "

@@ -156,7 +156,7 @@ def test_full_queue_with_on_full_drop(receiver, caplog):
     (delivery,) = report
     assert delivery.status == "dropped" and isinstance(delivery.error, QueueFull)
     assert "queue is full" in caplog.text
-    assert app._deliverer.dropped == 4
+    assert app.stats()["listeners"]["http:e"]["dropped"] == 4
     assert app.flush(10)
     assert sorted(r.json["i"] for r in receiver.requests) == [0, 1, 2]
     app.close()

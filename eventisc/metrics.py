@@ -1,0 +1,131 @@
+"""Counters and latency histograms, per listener and per app, cheap enough for the hot path.
+
+A counter is an :func:`itertools.count`: ``next()`` is one C call, atomic under the GIL, so
+counts from many threads are exact without a lock. A histogram takes a lock only when a
+delivery ends. :meth:`AppMetrics.snapshot` returns plain dicts (JSON-serializable).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+from typing import Any
+
+__all__ = ["BUCKETS", "OUTCOMES", "AppMetrics", "Counter", "Histogram", "ListenerMetrics"]
+
+#: Upper bounds (seconds) of the delivery latency histogram's buckets; +Inf is implied.
+BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+#: How a delivery can end, as counted.
+OUTCOMES = ("delivered", "failed", "dropped", "spooled")
+
+
+class Counter:
+    """A thread-safe counter: ``inc()`` is one atomic C call."""
+
+    __slots__ = ("inc", "_count")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        #: Add one.
+        self.inc = self._count.__next__
+
+    @property
+    def value(self) -> int:
+        # repr(count) is "count(N)", N the next value: read without incrementing.
+        return int(repr(self._count)[6:-1])
+
+
+class Histogram:
+    """Latencies in fixed buckets (:data:`BUCKETS`), with their count and sum."""
+
+    __slots__ = ("_counts", "_sum", "_lock")
+
+    def __init__(self) -> None:
+        self._counts = [0] * (len(BUCKETS) + 1)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        index = bisect.bisect_left(BUCKETS, seconds)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        """``count``, ``sum`` and cumulative ``buckets`` (``{"0.005": n, ..., "+Inf": n}``)."""
+        with self._lock:
+            counts = list(self._counts)
+            total = self._sum
+        cumulative: dict[str, int] = {}
+        running = 0
+        for bound, n in zip((*BUCKETS, float("inf")), counts, strict=True):
+            running += n
+            cumulative["+Inf" if bound == float("inf") else repr(bound)] = running
+        return {"count": running, "sum": total, "buckets": cumulative}
+
+
+class ListenerMetrics:
+    """What happened to one listener's notifications.
+
+    ``matched``: events routed to it; ``filtered``: of those, rejected by its filter;
+    ``delivered``/``failed``/``dropped``/``spooled``: final outcomes; ``retried``: attempts
+    that failed and were tried again; ``latency``: seconds from trigger to a final outcome.
+    """
+
+    __slots__ = ("matched", "filtered", "retried", "outcomes", "latency")
+
+    def __init__(self) -> None:
+        self.matched = Counter()
+        self.filtered = Counter()
+        self.retried = Counter()
+        self.outcomes = {outcome: Counter() for outcome in OUTCOMES}
+        self.latency = Histogram()
+
+    def finished(self, outcome: str, seconds: float | None) -> None:
+        """Count a final outcome (``delivered``, ``failed``, ``dropped``, ``spooled``)."""
+        counter = self.outcomes.get(outcome)
+        if counter is not None:
+            counter.inc()
+        if seconds is not None:
+            self.latency.observe(seconds)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "matched": self.matched.value,
+            "filtered": self.filtered.value,
+            "retried": self.retried.value,
+            **{outcome: counter.value for outcome, counter in self.outcomes.items()},
+            "latency": self.latency.snapshot(),
+        }
+
+
+class AppMetrics:
+    """An app's counters: ``triggered`` events and a :class:`ListenerMetrics` per listener."""
+
+    def __init__(self) -> None:
+        self.triggered = Counter()
+        self.listeners: dict[str, ListenerMetrics] = {}
+
+    def add(self, name: str) -> ListenerMetrics:
+        return self.listeners.setdefault(name, ListenerMetrics())
+
+    def snapshot(self) -> dict[str, Any]:
+        """``app`` totals (the per-listener numbers summed, ``triggered``) and ``listeners``."""
+        listeners = {name: m.snapshot() for name, m in self.listeners.items()}
+        totals: dict[str, Any] = {"triggered": self.triggered.value}
+        for key in ("matched", "filtered", "retried", *OUTCOMES):
+            totals[key] = sum(s[key] for s in listeners.values())
+        buckets: dict[str, int] = {}
+        for snap in listeners.values():
+            for bound, n in snap["latency"]["buckets"].items():
+                buckets[bound] = buckets.get(bound, 0) + n
+        totals["latency"] = {
+            "count": sum(s["latency"]["count"] for s in listeners.values()),
+            "sum": sum(s["latency"]["sum"] for s in listeners.values()),
+            "buckets": buckets,
+        }
+        return {"app": totals, "listeners": listeners}

@@ -1,0 +1,115 @@
+"""Prometheus export of :meth:`eventisc.App.stats` (``pip install 'eventisc[prometheus]'``).
+
+The collector reads the same numbers as ``stats()`` at each scrape; nothing is counted twice.
+Metric names follow Prometheus' conventions: ``eventisc_deliveries_total{listener, outcome}``,
+``eventisc_delivery_latency_seconds`` (a histogram), gauges for the background queue. Every
+series has an ``app`` label, so several apps can share a registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+try:
+    from prometheus_client import REGISTRY
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector, CollectorRegistry
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "Prometheus export needs prometheus-client: pip install 'eventisc[prometheus]'"
+    ) from exc
+
+from .metrics import OUTCOMES
+
+if TYPE_CHECKING:
+    from .observe import Observable
+
+__all__ = ["EventiscCollector", "register"]
+
+#: Dispatcher gauges: stats key -> (metric name, help).
+_GAUGES = {
+    "queued": ("eventisc_queue_size", "Notifications waiting in the background queue."),
+    "capacity": ("eventisc_queue_capacity", "Size of the background queue."),
+    "pending": ("eventisc_pending", "Background deliveries not final yet."),
+    "scheduled_retries": ("eventisc_scheduled_retries", "Deliveries waiting for a retry."),
+    "workers": ("eventisc_workers", "Background worker threads."),
+    "busy": ("eventisc_busy_workers", "Worker threads delivering now."),
+    "load": ("eventisc_load", "Busy workers / workers."),
+    "load_avg": ("eventisc_load_avg", "Moving average of the load over about a minute."),
+    "arrival_rate": ("eventisc_arrival_rate", "Notifications queued per second."),
+    "departure_rate": ("eventisc_departure_rate", "Deliveries ended per second."),
+    "avg_wait": ("eventisc_queue_wait_seconds_avg", "Average seconds an attempt waited."),
+    "avg_service": ("eventisc_service_seconds_avg", "Average seconds an attempt took."),
+}
+_LISTENER_COUNTERS = {
+    "matched": ("eventisc_matched", "Events routed to the listener."),
+    "filtered": ("eventisc_filtered", "Events the listener's filter rejected."),
+    "retried": ("eventisc_retries", "Failed attempts that were tried again."),
+}
+
+
+class EventiscCollector(Collector):
+    """Collects one app's :meth:`~eventisc.App.stats` as Prometheus metrics."""
+
+    def __init__(self, app: Observable, name: str = "eventisc"):
+        self.app = app
+        self.name = name
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.app.stats()
+        app = [self.name]
+        triggered = CounterMetricFamily("eventisc_triggered", "Events triggered.", labels=["app"])
+        triggered.add_metric(app, stats["app"]["triggered"])
+        yield triggered
+        listeners = stats["listeners"]
+        for key, (metric, help_text) in _LISTENER_COUNTERS.items():
+            family = CounterMetricFamily(metric, help_text, labels=["app", "listener"])
+            for name, snap in listeners.items():
+                family.add_metric([*app, name], snap[key])
+            yield family
+        deliveries = CounterMetricFamily(
+            "eventisc_deliveries",
+            "Notifications by final outcome (delivered, failed, dropped, spooled).",
+            labels=["app", "listener", "outcome"],
+        )
+        latency = HistogramMetricFamily(
+            "eventisc_delivery_latency_seconds",
+            "Seconds from trigger to the final outcome of a delivery.",
+            labels=["app", "listener"],
+        )
+        for name, snap in listeners.items():
+            for outcome in OUTCOMES:
+                deliveries.add_metric([*app, name, outcome], snap[outcome])
+            hist = snap["latency"]
+            latency.add_metric([*app, name], list(hist["buckets"].items()), sum_value=hist["sum"])
+        yield deliveries
+        yield latency
+        dispatcher: dict[str, Any] | None = stats["dispatcher"]
+        if dispatcher is None:
+            return
+        for key, (metric, help_text) in _GAUGES.items():
+            gauge = GaugeMetricFamily(metric, help_text, labels=["app"])
+            gauge.add_metric(app, dispatcher[key])
+            yield gauge
+        for key, help_text in (
+            ("arrivals", "Notifications queued for background delivery."),
+            ("departures", "Background deliveries that ended."),
+        ):
+            counter = CounterMetricFamily(f"eventisc_{key}", help_text, labels=["app"])
+            counter.add_metric(app, dispatcher[key])
+            yield counter
+
+
+def register(
+    app: Observable, registry: CollectorRegistry | None = None, name: str = "eventisc"
+) -> EventiscCollector:
+    """Register a collector of ``app`` in ``registry`` (default: the global one)."""
+    collector = EventiscCollector(app, name)
+    (REGISTRY if registry is None else registry).register(collector)
+    return collector
