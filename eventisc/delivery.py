@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .dispatch import Dispatcher, DispatcherSettings
+from .dispatch import IN_FLIGHT, Dispatcher, DispatcherSettings
 from .errors import EventiscError, QueueFull
 from .metrics import ListenerMetrics
 from .report import Delivery
@@ -33,7 +33,7 @@ logger = logging.getLogger("eventisc")
 class Plan:
     """How one listener's notifications are delivered, resolved from listener and app."""
 
-    __slots__ = ("background", "policy", "durable", "priority", "simple", "metrics")
+    __slots__ = ("background", "policy", "durable", "priority", "simple", "pipelined", "metrics")
 
     def __init__(self, background: bool, policy: RetryPolicy, durable: bool, priority: int):
         self.background = background
@@ -43,6 +43,8 @@ class Plan:
         self.metrics = ListenerMetrics()
         #: One attempt and nowhere to keep a failure: deliver directly, no bookkeeping.
         self.simple = False
+        #: Background delivery through the listener's own asynchronous pipeline.
+        self.pipelined = False
 
 
 def name_listener(exc: BaseException, listener: Listener) -> BaseException:
@@ -135,16 +137,51 @@ class Deliverer:
     # -- one attempt ------------------------------------------------------------------------
 
     def attempt(self, delivery: Delivery) -> float | None:
-        """Make one attempt; None when the delivery is final, else seconds until the next."""
+        """Make one attempt; None when the delivery is final, else seconds until the next.
+
+        A listener that delivers asynchronously (in background mode) returns
+        :data:`IN_FLIGHT`: the outcome arrives later, through :meth:`_resolved`.
+        """
         listener = delivery.listener
         plan = self.plans[listener]
         delivery.attempts += 1
         notification = delivery.notification
         assert notification is not None
+        if plan.pipelined:
+            self._send_async(delivery, plan)
+            return IN_FLIGHT
         try:
             detail = listener.deliver(notification)
         except Exception as exc:
-            name_listener(exc, listener)
+            return self._outcome(delivery, plan, None, exc)
+        return self._outcome(delivery, plan, detail, None)
+
+    def _send_async(self, delivery: Delivery, plan: Plan) -> None:
+        assert delivery.notification is not None
+
+        def done(detail: Any, error: BaseException | None) -> None:
+            if delivery.done:  # given up on at shutdown; an outcome after that changes nothing
+                return
+            delay = self._outcome(delivery, plan, detail, error)
+            dispatcher.resolve(delivery, delay)
+
+        dispatcher = self.dispatcher
+        assert dispatcher is not None
+        dispatcher.expect(delivery)
+        try:
+            delivery.listener.deliver_async(delivery.notification, done)
+        except Exception as exc:
+            done(None, exc)
+
+    def _outcome(
+        self, delivery: Delivery, plan: Plan, detail: Any, error: BaseException | None
+    ) -> float | None:
+        """Record what one attempt did; None when final, else seconds until the next."""
+        listener = delivery.listener
+        notification = delivery.notification
+        assert notification is not None
+        if error is not None:
+            exc = name_listener(error, listener)
             if plan.policy.should_retry(exc, delivery.attempts):
                 delay = plan.policy.delay(delivery.attempts, exc)
                 logger.warning(
@@ -230,6 +267,12 @@ class Deliverer:
             delivery.spool_id = self.spool.add(
                 delivery.notification, state="pending", reason="durable"
             )
+        if plan.pipelined:
+            # Straight to the listener's own pipeline: no worker needed to start an attempt.
+            self.dispatcher.track(delivery)
+            delivery.attempts += 1
+            self._send_async(delivery, plan)
+            return True
         block = self.on_full == "block"
         timeout = self.settings.block_timeout if block else None
         if self.dispatcher.submit(delivery, block, timeout):
@@ -352,4 +395,5 @@ def make_plan(
     is_durable = durable if listener.durable is None else listener.durable
     plan = Plan(background, policy, bool(is_durable), listener.priority)
     plan.simple = not background and policy.max_attempts == 1 and not has_spool
+    plan.pipelined = background and listener.delivers_async()
     return plan

@@ -23,7 +23,7 @@ from typing import Any
 from .errors import ConfigError
 from .report import Delivery
 
-__all__ = ["DISPATCHER_SCHEMA", "Dispatcher", "DispatcherSettings"]
+__all__ = ["DISPATCHER_SCHEMA", "IN_FLIGHT", "Dispatcher", "DispatcherSettings"]
 
 logger = logging.getLogger("eventisc.dispatch")
 
@@ -32,6 +32,9 @@ ON_FULL = ("block", "drop", "spool")
 
 #: Seconds the load average looks back over (roughly).
 LOAD_WINDOW = 60.0
+
+#: What an attempt returns when its outcome will arrive later (:meth:`Dispatcher.resolve`).
+IN_FLIGHT = -1.0
 
 _STOP = 2**62  # the priority of the sentinels that end workers: after every real delivery
 
@@ -130,6 +133,8 @@ class Dispatcher:
         self._retries: list[tuple[float, int, Delivery]] = []
         self._workers: set[threading.Thread] = set()
         self._inflight: dict[threading.Thread, Delivery] = {}
+        #: Deliveries whose asynchronous attempt has not answered yet.
+        self._async: set[Delivery] = set()
         self._busy = 0
         self._pending = 0
         self._names = itertools.count(1)
@@ -202,7 +207,7 @@ class Dispatcher:
         settings = self.settings
         while True:
             try:
-                _, seq, delivery = self._queue.get(timeout=settings.idle_timeout)
+                _, _, delivery = self._queue.get(timeout=settings.idle_timeout)
             except queue.Empty:
                 with self._lock:
                     if self._stopping or len(self._workers) > settings.min_workers:
@@ -230,16 +235,45 @@ class Dispatcher:
                 del self._inflight[me]
                 self._attempts += 1
                 self._service_sum += ended - started
-                if delay is None:
-                    self._departures += 1
-                    # max(): a delivery still in flight at shutdown was already let go of.
-                    self._pending = max(0, self._pending - 1)
-                    if self._pending == 0:
-                        self._drained.notify_all()
-                else:
-                    heapq.heappush(self._retries, (time.monotonic() + delay, seq, delivery))
-            if delay is not None:
+                if delay != IN_FLIGHT:  # else expect() took note and resolve() settles it
+                    self._settle(delivery, delay)
+            if delay is not None and delay != IN_FLIGHT:
                 self._wake.set()
+
+    def _settle(self, delivery: Delivery, delay: float | None) -> None:
+        # Called with the lock held: a final outcome, or a retry to schedule.
+        if delay is None:
+            # max(): a delivery still in flight at shutdown was already let go of.
+            self._pending = max(0, self._pending - 1)
+            self._departures += 1
+            if self._pending == 0:
+                self._drained.notify_all()
+        else:
+            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), delivery))
+
+    def track(self, delivery: Delivery) -> None:
+        """Count a delivery that starts outside the queue (an asynchronous listener's
+        pipeline); its outcome comes through :meth:`resolve`."""
+        if self._pid != os.getpid():
+            self._reset()
+        if self._monitor is None or self._stopping:
+            self._start()
+        with self._lock:
+            self._pending += 1
+            self._arrivals += 1
+
+    def expect(self, delivery: Delivery) -> None:
+        """Note an asynchronous attempt that has started (before it can answer)."""
+        with self._lock:
+            self._async.add(delivery)
+
+    def resolve(self, delivery: Delivery, delay: float | None) -> None:
+        """The outcome of an asynchronous attempt: final (None) or retry after ``delay``."""
+        with self._lock:
+            self._async.discard(delivery)
+            self._settle(delivery, delay)
+        if delay is not None:
+            self._wake.set()
 
     # -- the monitor: due retries and scaling ---------------------------------------------------
 
@@ -343,6 +377,8 @@ class Dispatcher:
             thread.join(max(0.05, deadline - time.monotonic()))
         with self._lock:
             leftovers.extend(self._inflight.values())
+            leftovers.extend(self._async)
+            self._async.clear()
             self._pending = 0
             self._monitor = None
             self._drained.notify_all()

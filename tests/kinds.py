@@ -65,3 +65,37 @@ class TemplatedListener(eventisc.Listener):
 
     def describe(self):
         return f"store {self.target}"
+
+
+class PipelinedListener(eventisc.Listener):
+    """A kind that delivers asynchronously: outcomes arrive later, from another thread."""
+
+    kind = "pipelined"
+
+    def __init__(self, event_name=None, fail_first=0, filter=None, **common):
+        super().__init__(event_name, filter, **common)
+        self.fail_first = fail_first
+        self.sent: list[Any] = []
+        self.attempts = 0
+        self._lock = threading.Lock()
+
+    def delivers_async(self):
+        return True
+
+    def deliver(self, notification):
+        raise AssertionError("background delivery must go through deliver_async")
+
+    def deliver_async(self, notification, done):
+        with self._lock:
+            self.attempts += 1
+            failing = self.attempts <= self.fail_first
+
+        def answer():
+            if failing:
+                done(None, eventisc.ConnectError("link lost"))
+            else:
+                with self._lock:
+                    self.sent.append(notification.payload["event_data"])
+                done("confirmed", None)
+
+        threading.Timer(0.01, answer).start()

@@ -16,6 +16,7 @@ import pytest
 import eventisc
 from eventisc import QueueFull
 
+from . import kinds  # noqa: F401  (registers the test kinds)
 from .receiver import Receiver, Response
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,3 +229,22 @@ def test_background_without_a_spool_rejects_durable():
             delivery="background",
             durable=True,
         )
+
+
+def test_an_asynchronous_listener_is_pipelined_without_workers():
+    app = eventisc.create_app(
+        listeners=[{"kind": "pipelined", "event_name": "e", "fail_first": 3}],
+        delivery="background",
+        retry={"max_attempts": 3, "backoff_factor": 0.01},
+    )
+    listener = app.listeners[0]
+    reports = [app.dispatch("e", {"i": i}) for i in range(50)]
+    assert app.flush(10)
+    assert all(r.ok for r in reports)
+    assert sorted(d["i"] for d in listener.sent) == list(range(50))
+    stats = app.stats()
+    assert stats["listeners"]["pipelined:e"]["delivered"] == 50
+    assert stats["listeners"]["pipelined:e"]["retried"] == 3
+    assert stats["dispatcher"]["pending"] == 0 and stats["dispatcher"]["departures"] == 50
+    assert listener.attempts == 53
+    app.close()

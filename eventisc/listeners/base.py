@@ -209,6 +209,22 @@ class Listener:
         result = self._do_notify(notification.event_name, notification.payload["event_data"])
         return False if result is False else result
 
+    def delivers_async(self) -> bool:
+        """Whether :meth:`deliver_async` pipelines deliveries (used in background mode)."""
+        return False
+
+    def deliver_async(
+        self, notification: Notification, done: Callable[[Any, BaseException | None], None]
+    ) -> None:
+        """Start delivering and return at once; call ``done(detail, error)`` exactly once,
+        from any thread, when the outcome is known. The default delivers synchronously."""
+        try:
+            detail = self.deliver(notification)
+        except Exception as exc:
+            done(None, exc)
+        else:
+            done(detail, None)
+
     def _do_notify(self, event_name: str, event_data: Any) -> Any:
         raise NotImplementedError(
             f"{type(self).__name__} must implement _do_notify(event_name, event_data), "
