@@ -158,6 +158,8 @@ class Deliverer:
 
     def _send_async(self, delivery: Delivery, plan: Plan) -> None:
         assert delivery.notification is not None
+        dispatcher = self.dispatcher
+        assert dispatcher is not None
 
         def done(detail: Any, error: BaseException | None) -> None:
             if delivery.done:  # given up on at shutdown; an outcome after that changes nothing
@@ -165,8 +167,6 @@ class Deliverer:
             delay = self._outcome(delivery, plan, detail, error)
             dispatcher.resolve(delivery, delay)
 
-        dispatcher = self.dispatcher
-        assert dispatcher is not None
         dispatcher.expect(delivery)
         try:
             delivery.listener.deliver_async(delivery.notification, done)
