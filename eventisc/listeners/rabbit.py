@@ -7,7 +7,10 @@ while RabbitMQ is down, and a connection opened after a broker restart declares 
 restart dropped. A connection found dead while publishing is discarded and the message is
 published once more on a fresh connection before the delivery counts as failed.
 
-How a publish is bounded: :mod:`eventisc.listeners._rabbit_connection`.
+Background delivery (:meth:`RabbitListener.deliver_async`) with confirms does not use the pool:
+it pipelines messages over one connection, many confirms in flight at once
+(:mod:`eventisc.listeners._rabbit_pipeline`). How a publish is bounded:
+:mod:`eventisc.listeners._rabbit_connection`.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from ._rabbit_options import (  # noqa: E402
     check_target,
     declarations,
 )
+from ._rabbit_pipeline import Done, PipelinedPublisher, call_done  # noqa: E402
 
 __all__ = ["ConfirmTimeout", "RabbitListener", "mask_url", "translate_error"]
 
@@ -74,6 +78,7 @@ class RabbitListener(Listener):
     """Publishes a message per event to RabbitMQ (see the module docstring)."""
 
     kind = "rabbit"
+    supports_async = True
     template_names = ("queue_kwargs",)
     schema = {
         "properties": {
@@ -102,6 +107,15 @@ class RabbitListener(Listener):
                 "delivery_mode 2.", "object",
             ),
             "confirm": _option("Wait for publisher confirms (default true).", "boolean"),
+            "pipeline": _option(
+                "Background delivery with confirms publishes through one connection per "
+                "process with up to max_in_flight messages awaiting their confirm "
+                "(default true).", "boolean",
+            ),
+            "max_in_flight": _option(
+                "Unconfirmed messages at once on the pipelined connection (default 1000).",
+                "integer", minimum=1,
+            ),
             "mandatory": _option("Unroutable messages fail (default false).", "boolean"),
             "timeout": _option(
                 "Seconds to get a pooled connection, to connect, and to get a confirm "
@@ -129,6 +143,8 @@ class RabbitListener(Listener):
         body: Any = None,
         properties: Mapping[str, Any] | None = None,
         confirm: bool = True,
+        pipeline: bool = True,
+        max_in_flight: int = 1000,
         mandatory: bool = False,
         timeout: float = 10.0,
         max_size: int = 10,
@@ -210,6 +226,18 @@ class RabbitListener(Listener):
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if max_in_flight < 1:
+            raise ConfigError(f"must be at least 1, got {max_in_flight!r}", "max_in_flight")
+        self.pipeline = bool(pipeline)
+        #: Background delivery's publisher; it connects on first use (see deliver_async).
+        self._pipeline = PipelinedPublisher(
+            self._parameters,
+            self.target,
+            timeout=self.timeout,
+            declarations=(self._exchange, self._queue, self._bind),
+            max_in_flight=max_in_flight,
+            listener=self,
+        ) if self.pipeline and confirm else None  # fmt: skip
 
     def _connection_parameters(self, url: str) -> Any:
         try:
@@ -332,6 +360,43 @@ class RabbitListener(Listener):
                 error.listener = self.name
                 raise error from exc
 
+    def delivers_async(self) -> bool:
+        """True when background delivery pipelines confirms (``pipeline`` and ``confirm``)."""
+        return self._pipeline is not None
+
+    def deliver_async(self, notification: Notification, done: Done) -> None:
+        """Publish without waiting; ``done(detail, error)`` is called exactly once.
+
+        With ``pipeline`` and ``confirm`` on, ``done`` runs on the publisher's I/O thread when
+        the confirm (or nack, return, loss, timeout) comes, or at once in this thread when the
+        message is refused straight away; it must be quick. Otherwise this is :meth:`deliver`
+        followed by ``done``. Errors are those of :meth:`deliver`.
+        """
+        publisher = self._pipeline
+        if publisher is None:
+            try:
+                detail = self.deliver(notification)
+            except Exception as exc:
+                call_done(done, None, exc)
+                return
+            call_done(done, detail, None)
+            return
+        p = notification.payload
+        properties = p["properties"]
+        if properties is self._static_properties:
+            basic_properties = self._static_basic_properties
+        else:
+            try:
+                basic_properties = pika.BasicProperties(**properties)
+            except Exception as exc:  # a replayed payload with unknown properties
+                error = translate_error(exc, self.target)
+                error.listener = self.name
+                call_done(done, None, error)
+                return
+        publisher.publish(
+            p["exchange"], p["routing_key"], p["body"], basic_properties, p["mandatory"], done
+        )
+
     def _connect(self) -> PooledConnection:
         """Open a connection and its channel, then declare (the pool's ``create``).
 
@@ -376,8 +441,13 @@ class RabbitListener(Listener):
         self._pool.sweep(PooledConnection.probe)
 
     def close(self) -> None:
-        """Close idle connections now, busy ones when they come back; reconnects if used."""
+        """Close idle connections now, busy ones when they come back; reconnects if used.
+
+        The pipelined publisher first waits up to ``timeout`` for the confirms it is owed.
+        """
         self._pool.close()
+        if self._pipeline is not None:
+            self._pipeline.close()
 
     def describe(self) -> str:
         """``amqp://guest:***@host:5672/%2F exchange='' routing_key=myqueue``."""
