@@ -11,6 +11,7 @@ from ..errors import ConfigError, TemplateError
 __all__ = [
     "DECLARE_KEYS",
     "DEFAULT_PROPERTIES",
+    "RABBIT_SCHEMA",
     "PROPERTY_TYPES",
     "check_properties",
     "check_target",
@@ -97,3 +98,64 @@ def check_properties(props: Mapping[str, Any]) -> dict[str, Any]:
         elif key == "delivery_mode" and value not in (1, 2):
             raise TemplateError(f"message property delivery_mode must be 1 or 2, not {value!r}")
     return out
+
+
+def _option(description: str, type: Any = None, **schema: Any) -> dict[str, Any]:
+    return {**({"type": type} if type else {}), **schema, "description": description}
+
+
+_SECONDS = {"type": ["number", "null"], "exclusiveMinimum": 0}
+
+
+#: JSON Schema of the rabbit kind's own options.
+RABBIT_SCHEMA: dict[str, Any] = {
+    "properties": {
+        "url": _option(
+            "AMQP URL (amqp://user:pass@host:5672/%2F?heartbeat=60); query options as in "
+            "pika.URLParameters.", "string", minLength=1,
+        ),
+        "queue_kwargs": _option(
+            "What each new connection declares: queue (queue_declare arguments), exchange "
+            "(exchange_declare arguments; the queue is bound to it), bind (queue_bind "
+            "routing_key, arguments). Templates can read it as `queue_kwargs`.",
+            "object",
+            additionalProperties=False,
+            properties={
+                key: {"type": "object", **({"required": [key]} if key != "bind" else {})}
+                for key in DECLARE_KEYS
+            },
+        ),
+        "publish_kwargs": _option(
+            "Templated exchange and routing_key (default: the default exchange and the "
+            "declared queue's name), and mandatory.", "object",
+        ),
+        "body": _option("Template of the body (default: the event data as JSON)."),
+        "properties": _option(
+            "Templated message properties; default content_type application/json, "
+            "delivery_mode 2.", "object",
+        ),
+        "confirm": _option("Wait for publisher confirms (default true).", "boolean"),
+        "pipeline": _option(
+            "Background delivery with confirms publishes through one connection per "
+            "process with up to max_in_flight messages awaiting their confirm "
+            "(default true).", "boolean",
+        ),
+        "max_in_flight": _option(
+            "Unconfirmed messages at once on the pipelined connection (default 1000).",
+            "integer", minimum=1,
+        ),
+        "mandatory": _option("Unroutable messages fail (default false).", "boolean"),
+        "timeout": _option(
+            "Seconds to get a pooled connection, to connect, and to get a confirm "
+            "(default 10).", "number", exclusiveMinimum=0,
+        ),
+        "max_size": _option("Idle connections kept (default 10).", "integer", minimum=1),
+        "max_overflow": _option(
+            "Connections opened beyond max_size under load (default 10).", "integer",
+            minimum=0,
+        ),
+        "recycle": _option("Close connections older than this (seconds).", **_SECONDS),
+        "stale": _option("Close connections idle longer than this (seconds).", **_SECONDS),
+    },
+    "required": ["url"],
+}  # fmt: skip

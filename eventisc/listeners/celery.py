@@ -41,53 +41,16 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise missing_driver("celery", "celery", "celery") from exc
 
 from ._celery_apps import own_apps, publish_options  # noqa: E402  (needs celery)
+from ._celery_options import (  # noqa: E402
+    CELERY_SCHEMA,
+    DEFAULT_TIMEOUT,
+    as_kwargs,
+    send_task_options,
+)
 
 __all__ = ["CeleryListener", "publish_options", "translate_error"]
 
 logger = logging.getLogger("eventisc.listeners.celery")
-
-#: Default seconds one publish may take, retries included.
-DEFAULT_TIMEOUT = 10.0
-
-#: The kwargs the listener itself passes to ``send_task``, with what to use instead.
-CONTROLLED_OPTIONS = {
-    "name": "set the listener's `task_name`",
-    "args": "set the listener's `task_args`",
-    "kwargs": "set the listener's `task_kwargs`",
-    "queue": "set the listener's `queue`",
-    "retry": "eventisc bounds each publish by the listener's `timeout`",
-    "retry_policy": "eventisc bounds each publish by the listener's `timeout`",
-    "timeout": "set the listener's `timeout`",
-    "confirm_timeout": "set the listener's `timeout`",
-    "connection": "set the listener's `broker_url`",
-    "producer": "set the listener's `broker_url`",
-    "publisher": "set the listener's `broker_url`",
-}
-
-_SEND_TASK_KWARGS_SCHEMA: dict[str, Any] = {
-    "type": ["object", "null"],
-    "description": (
-        "Extra keyword arguments to Celery's send_task, passed as they are (not templated), "
-        "e.g. {countdown: 10, priority: 5, headers: {...}, expires: 3600}."
-    ),
-    "properties": {
-        "countdown": {"type": "number", "description": "Seconds to wait before running."},
-        "eta": {"type": "string", "description": "ISO 8601 time to run at."},
-        "expires": {
-            "type": ["number", "string"],
-            "description": "Seconds, or an ISO 8601 time, after which the task is dropped.",
-        },
-        "priority": {"type": "integer", "minimum": 0, "maximum": 255},
-        "headers": {"type": "object", "description": "Extra message headers."},
-        "serializer": {"type": "string", "description": "json (default), pickle, yaml..."},
-        "compression": {"type": "string"},
-        "exchange": {"type": "string"},
-        "routing_key": {"type": "string"},
-        "ignore_result": {"type": "boolean"},
-        "time_limit": {"type": "number", "exclusiveMinimum": 0},
-        "soft_time_limit": {"type": "number", "exclusiveMinimum": 0},
-    },
-}
 
 
 class CeleryListener(Listener):
@@ -100,59 +63,7 @@ class CeleryListener(Listener):
     """
 
     kind = "celery"
-    schema = {
-        "properties": {
-            "task_name": {
-                "type": "string",
-                "minLength": 1,
-                "description": "Name of the task to send (templated), e.g. foo_handle_created.",
-            },
-            "queue": {
-                "type": ["string", "null"],
-                "minLength": 1,
-                "description": (
-                    "Queue to send the task to (templated). Default: the app's routing "
-                    "(task_routes, else task_default_queue)."
-                ),
-            },
-            "task_args": {
-                "type": ["array", "null"],
-                "description": "Positional arguments of the task (each templated). Default: [].",
-            },
-            "task_kwargs": {
-                "type": ["object", "string", "null"],
-                "description": (
-                    "Keyword arguments of the task (each value templated), or the string "
-                    '"**event_data" to pass the event data itself as the keyword arguments. '
-                    "Default when neither task_args nor task_kwargs is given: "
-                    '{event_name: "{event_name}", event_data: "{event_data}"}.'
-                ),
-            },
-            "send_task_kwargs": _SEND_TASK_KWARGS_SCHEMA,
-            "send_task_kargs": {
-                **_SEND_TASK_KWARGS_SCHEMA,
-                "description": "event-isc's spelling of send_task_kwargs (an alias).",
-            },
-            "broker_url": {
-                "type": ["string", "null"],
-                "minLength": 1,
-                "description": (
-                    "Broker of a Celery app eventisc keeps for this listener (amqp://..., "
-                    "redis://...). Default: send through celery.current_app, the "
-                    "application's own Celery app."
-                ),
-            },
-            "timeout": {
-                "type": "number",
-                "exclusiveMinimum": 0,
-                "description": (
-                    "Seconds a publish may take, reconnection and retry included "
-                    f"(default {DEFAULT_TIMEOUT:g})."
-                ),
-            },
-        },
-        "required": ["task_name"],
-    }
+    schema = CELERY_SCHEMA
 
     def __init__(
         self,
@@ -192,7 +103,7 @@ class CeleryListener(Listener):
                 if not isinstance(key, str):
                     raise ConfigError(f"keyword {key!r} is not a string", "task_kwargs")
             self._kwargs = self.template(dict(task_kwargs), "task_kwargs")
-        self.send_task_kwargs = _send_task_kwargs(send_task_kwargs, send_task_kargs)
+        self.send_task_kwargs = send_task_options(send_task_kwargs, send_task_kargs)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigError(f"must be a number of seconds > 0, not {timeout!r}", "timeout")
         self.timeout = float(timeout)
@@ -223,9 +134,9 @@ class CeleryListener(Listener):
                 )
         args = list(self._args.render(ctx))
         if self._kwargs is None:
-            kwargs = _as_kwargs(event_data, "**event_data", "the event data")
+            kwargs = as_kwargs(event_data, "**event_data", "the event data")
         else:
-            kwargs = _as_kwargs(self._kwargs.render(ctx), self._kwargs.source, "task_kwargs")
+            kwargs = as_kwargs(self._kwargs.render(ctx), self._kwargs.source, "task_kwargs")
         payload = {
             "task_name": task_name,
             "args": args,
@@ -302,39 +213,6 @@ class CeleryListener(Listener):
     def _where(self, app: celery.Celery, queue: str | None) -> str:
         url = self.broker_url or app.conf.broker_write_url or "(no broker_url)"
         return f"broker {mask_url(url)}" + (f", queue {queue}" if queue else "")
-
-
-def _send_task_kwargs(
-    kwargs: Mapping[str, Any] | None, kargs: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    if kwargs is not None and kargs is not None:
-        raise ConfigError(
-            "give `send_task_kwargs` or its event-isc spelling `send_task_kargs`, not both",
-            "send_task_kargs",
-        )
-    option = "send_task_kargs" if kargs is not None else "send_task_kwargs"
-    given = kwargs if kwargs is not None else kargs
-    if given is None:
-        return {}
-    if not isinstance(given, Mapping):
-        raise ConfigError(f"must be a mapping, not {type(given).__name__}", option)
-    for key in given:
-        if key in CONTROLLED_OPTIONS:
-            raise ConfigError(
-                f"`{key}` is set by the listener: {CONTROLLED_OPTIONS[key]}", f"{option}.{key}"
-            )
-    return dict(given)
-
-
-def _as_kwargs(value: Any, template: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        got = type(value).__name__ if not isinstance(value, Mapping) else "non-string keys"
-        raise TemplateError(
-            f"{what} must be a mapping with string keys to be the task's keyword "
-            f"arguments, got {got}",
-            template=str(template),
-        )
-    return dict(value)
 
 
 #: Host apps already warned about (no broker_url: Celery's fallback app).

@@ -46,9 +46,9 @@ from ._rabbit_connection import (  # noqa: E402
 )
 from ._rabbit_errors import translate_error  # noqa: E402
 from ._rabbit_options import (  # noqa: E402
-    DECLARE_KEYS,
     DEFAULT_PROPERTIES,
     PROPERTY_TYPES,
+    RABBIT_SCHEMA,
     check_properties,
     check_target,
     declarations,
@@ -67,70 +67,13 @@ _PUBLISH_KEYS = ("exchange", "routing_key", "mandatory")
 _EVENT_DATA = "the event data (set `body` to choose what to send)"
 
 
-def _option(description: str, type: Any = None, **schema: Any) -> dict[str, Any]:
-    return {**({"type": type} if type else {}), **schema, "description": description}
-
-
-_SECONDS = {"type": ["number", "null"], "exclusiveMinimum": 0}
-
-
 class RabbitListener(Listener):
     """Publishes a message per event to RabbitMQ (see the module docstring)."""
 
     kind = "rabbit"
     supports_async = True
     template_names = ("queue_kwargs",)
-    schema = {
-        "properties": {
-            "url": _option(
-                "AMQP URL (amqp://user:pass@host:5672/%2F?heartbeat=60); query options as in "
-                "pika.URLParameters.", "string", minLength=1,
-            ),
-            "queue_kwargs": _option(
-                "What each new connection declares: queue (queue_declare arguments), exchange "
-                "(exchange_declare arguments; the queue is bound to it), bind (queue_bind "
-                "routing_key, arguments). Templates can read it as `queue_kwargs`.",
-                "object",
-                additionalProperties=False,
-                properties={
-                    key: {"type": "object", **({"required": [key]} if key != "bind" else {})}
-                    for key in DECLARE_KEYS
-                },
-            ),
-            "publish_kwargs": _option(
-                "Templated exchange and routing_key (default: the default exchange and the "
-                "declared queue's name), and mandatory.", "object",
-            ),
-            "body": _option("Template of the body (default: the event data as JSON)."),
-            "properties": _option(
-                "Templated message properties; default content_type application/json, "
-                "delivery_mode 2.", "object",
-            ),
-            "confirm": _option("Wait for publisher confirms (default true).", "boolean"),
-            "pipeline": _option(
-                "Background delivery with confirms publishes through one connection per "
-                "process with up to max_in_flight messages awaiting their confirm "
-                "(default true).", "boolean",
-            ),
-            "max_in_flight": _option(
-                "Unconfirmed messages at once on the pipelined connection (default 1000).",
-                "integer", minimum=1,
-            ),
-            "mandatory": _option("Unroutable messages fail (default false).", "boolean"),
-            "timeout": _option(
-                "Seconds to get a pooled connection, to connect, and to get a confirm "
-                "(default 10).", "number", exclusiveMinimum=0,
-            ),
-            "max_size": _option("Idle connections kept (default 10).", "integer", minimum=1),
-            "max_overflow": _option(
-                "Connections opened beyond max_size under load (default 10).", "integer",
-                minimum=0,
-            ),
-            "recycle": _option("Close connections older than this (seconds).", **_SECONDS),
-            "stale": _option("Close connections idle longer than this (seconds).", **_SECONDS),
-        },
-        "required": ["url"],
-    }  # fmt: skip
+    schema = RABBIT_SCHEMA
 
     def __init__(
         self,
