@@ -227,6 +227,7 @@ class App(Observable):
         deliverer = self._deliverer
         plans = deliverer.plans
         fast = report is None and self._fast
+        start = monotonic()
         notified = 0
         failures: list[tuple[str, BaseException]] | None = None
         for listener in listeners:
@@ -234,7 +235,6 @@ class App(Observable):
             metrics = plan.metrics
             metrics.matched.inc()
             delivery = notification = None
-            start = monotonic()
             try:
                 if listener.filter is not None and not listener.filter(name, event_data):
                     metrics.filtered.inc()
@@ -256,10 +256,10 @@ class App(Observable):
                     detail = listener.deliver(notification)
                     if detail is not False:
                         latency = monotonic() - start
-                        metrics.finished("delivered", latency)
+                        metrics.delivered(latency)
                         notified += 1
                         if logger.isEnabledFor(DEBUG):
-                            self._log_delivered(listener, name, detail, latency)
+                            _log_delivered(listener, name, detail, latency)
                     continue
                 delivery = Delivery(listener, notification, plan.priority)
                 if report is not None:
@@ -297,15 +297,6 @@ class App(Observable):
             listener.name,
             notification.payload,
             extra=log_extra(notification.event_name, listener.name, 0, "dry-run"),
-        )
-
-    def _log_delivered(self, listener: Listener, name: str, detail: Any, latency: float) -> None:
-        logger.debug(
-            "listener %r delivered event %r: %s",
-            listener.name,
-            name,
-            detail,
-            extra=log_extra(name, listener.name, 1, "delivered", latency),
         )
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -354,6 +345,16 @@ class App(Observable):
 
     def __repr__(self) -> str:
         return f"<App prefix={self.name_prefix!r} listeners={len(self.listeners)}>"
+
+
+def _log_delivered(listener: Listener, name: str, detail: Any, latency: float) -> None:
+    logger.debug(
+        "listener %r delivered event %r: %s",
+        listener.name,
+        name,
+        detail,
+        extra=log_extra(name, listener.name, 1, "delivered", latency),
+    )
 
 
 def _open_spool(value: Any) -> Spool | None:

@@ -75,11 +75,11 @@ class ExprFilter(Filter):
 
     def __init__(self, expr: str):
         self.expr = expr
-        self._fn = compile_expression(expr, BASE_NAMES, "expr")
+        self._fn = compile_expression(expr, BASE_NAMES, "expr", as_arguments=True)
 
     def __call__(self, event_name: str, event_data: Any) -> bool:
         try:
-            return bool(self._fn({"event_name": event_name, "event_data": event_data}))
+            return bool(self._fn(event_name, event_data))
         except Exception as exc:
             raise TemplateError(
                 f"filter failed: {describe_error(exc)}", template=self.expr

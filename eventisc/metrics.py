@@ -1,15 +1,15 @@
 """Counters and latency histograms, per listener and per app, cheap enough for the hot path.
 
 A counter is an :func:`itertools.count`: ``next()`` is one C call, atomic under the GIL, so
-counts from many threads are exact without a lock. A histogram takes a lock only when a
-delivery ends. :meth:`AppMetrics.snapshot` returns plain dicts (JSON-serializable).
+counts from many threads are exact without a lock (``repr`` reads it without counting). A
+histogram is a counter per bucket and a sum. :meth:`AppMetrics.snapshot` returns plain dicts
+(JSON-serializable).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-import threading
 from typing import Any
 
 __all__ = ["BUCKETS", "OUTCOMES", "AppMetrics", "Counter", "Histogram", "ListenerMetrics"]
@@ -35,37 +35,41 @@ class Counter:
 
     @property
     def value(self) -> int:
-        # repr(count) is "count(N)", N the next value: read without incrementing.
-        return int(repr(self._count)[6:-1])
+        return _value(self.inc)
 
 
 class Histogram:
-    """Latencies in fixed buckets (:data:`BUCKETS`), with their count and sum."""
+    """Latencies in fixed buckets (:data:`BUCKETS`), with their count and sum.
 
-    __slots__ = ("_counts", "_sum", "_lock")
+    Lock-free: each bucket is a :class:`Counter`; the sum is a float whose ``+=`` the GIL does
+    not interrupt (a free-threaded Python could lose a rare addition to the sum, never a
+    count).
+    """
+
+    __slots__ = ("_buckets", "_sum")
 
     def __init__(self) -> None:
-        self._counts = [0] * (len(BUCKETS) + 1)
+        self._buckets = [Counter().inc for _ in range(len(BUCKETS) + 1)]
         self._sum = 0.0
-        self._lock = threading.Lock()
 
     def observe(self, seconds: float) -> None:
-        index = bisect.bisect_left(BUCKETS, seconds)
-        with self._lock:
-            self._counts[index] += 1
-            self._sum += seconds
+        self._buckets[bisect.bisect_left(BUCKETS, seconds)]()
+        self._sum += seconds
 
     def snapshot(self) -> dict[str, Any]:
         """``count``, ``sum`` and cumulative ``buckets`` (``{"0.005": n, ..., "+Inf": n}``)."""
-        with self._lock:
-            counts = list(self._counts)
-            total = self._sum
+        counts = [_value(inc) for inc in self._buckets]
         cumulative: dict[str, int] = {}
         running = 0
         for bound, n in zip((*BUCKETS, float("inf")), counts, strict=True):
             running += n
             cumulative["+Inf" if bound == float("inf") else repr(bound)] = running
-        return {"count": running, "sum": total, "buckets": cumulative}
+        return {"count": running, "sum": self._sum, "buckets": cumulative}
+
+
+def _value(inc: Any) -> int:
+    # inc is a bound count.__next__; its __self__ is the itertools.count.
+    return int(repr(inc.__self__)[6:-1])
 
 
 class ListenerMetrics:
@@ -76,7 +80,7 @@ class ListenerMetrics:
     that failed and were tried again; ``latency``: seconds from trigger to a final outcome.
     """
 
-    __slots__ = ("matched", "filtered", "retried", "outcomes", "latency")
+    __slots__ = ("matched", "filtered", "retried", "outcomes", "latency", "_delivered")
 
     def __init__(self) -> None:
         self.matched = Counter()
@@ -84,6 +88,12 @@ class ListenerMetrics:
         self.retried = Counter()
         self.outcomes = {outcome: Counter() for outcome in OUTCOMES}
         self.latency = Histogram()
+        self._delivered = self.outcomes["delivered"].inc
+
+    def delivered(self, seconds: float) -> None:
+        """Count a delivery (the hot path's shortcut for ``finished("delivered", ...)``)."""
+        self._delivered()
+        self.latency.observe(seconds)
 
     def finished(self, outcome: str, seconds: float | None) -> None:
         """Count a final outcome (``delivered``, ``failed``, ``dropped``, ``spooled``)."""
