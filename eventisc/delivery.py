@@ -88,6 +88,28 @@ def log_failure(
     )
 
 
+class Throttle:
+    """Says when something that happens often should be logged: at most once per
+    ``period`` seconds, with how many times it happened meanwhile."""
+
+    def __init__(self, period: float):
+        self.period = period
+        self._last = -period
+        self._skipped = 0
+        self._lock = threading.Lock()
+
+    def ready(self) -> int | None:
+        """The number of skipped occurrences when it is time to log, else None."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self.period:
+                self._skipped += 1
+                return None
+            self._last = now
+            skipped, self._skipped = self._skipped, 0
+            return skipped
+
+
 class Deliverer:
     """Attempts, retries, background queueing and the spool, for one App."""
 
@@ -105,6 +127,7 @@ class Deliverer:
         self.plans: dict[Listener, Plan] = {}
         #: Callbacks by final status (``delivered``, ``failed``, ``spooled``, ``dropped``).
         self.hooks: dict[str, list[Callable[[Delivery], object]]] = {}
+        self._full_log = Throttle(1.0)
 
     def finish(
         self,
@@ -184,7 +207,7 @@ class Deliverer:
             exc = name_listener(error, listener)
             if plan.policy.should_retry(exc, delivery.attempts):
                 delay = plan.policy.delay(delivery.attempts, exc)
-                logger.warning(
+                logger.info(
                     "listener %r: attempt %d for event %r failed (%s); retrying in %.2fs",
                     *(listener.name, delivery.attempts, notification.event_name, exc, delay),
                     extra=log_extra(
@@ -281,18 +304,29 @@ class Deliverer:
             f"the background queue is full ({self.settings.queue_size} notifications)",
             delivery.listener.name,
         )
-        if self.on_full != "drop" and self.spool is not None:
-            logger.warning("listener %r: %s; spooled", delivery.listener.name, full)
-            self._spool_call("spool a notification in", self._save_dead, delivery, str(full),
-                             "queue full")  # fmt: skip
-            self.finish(delivery, "spooled", full)
-        else:
-            log_failure(delivery.listener, delivery.notification.event_name, full, 0, "dropped")
-            if delivery.spool_id is not None:
-                self._spool_call("mark a dropped notification in", self._save_dead, delivery,
-                                 str(full), "queue full")  # fmt: skip
-            self.finish(delivery, "dropped", full)
+        spooled = self.on_full != "drop" and self.spool is not None
+        self._log_full(delivery, full, "spooled" if spooled else "dropped")
+        if spooled or delivery.spool_id is not None:
+            self._spool_call("keep a refused notification in", self._save_dead, delivery,
+                             str(full), "queue full")  # fmt: skip
+        self.finish(delivery, "spooled" if spooled else "dropped", full)
         return False
+
+    def _log_full(self, delivery: Delivery, full: QueueFull, outcome: str) -> None:
+        # A full queue refuses notifications by the thousand: one record per second, with
+        # the count, rather than a record each (the metrics count every one).
+        skipped = self._full_log.ready()
+        if skipped is None:
+            return
+        assert delivery.notification is not None
+        level = logging.WARNING if outcome == "spooled" else logging.ERROR
+        more = f" (and {skipped} more since the last such message)" if skipped else ""
+        logger.log(
+            level,
+            "listener %r: %s; %s%s",
+            *(delivery.name, full, outcome, more),
+            extra=log_extra(delivery.notification.event_name, delivery.name, 0, outcome),
+        )
 
     def flush(self, timeout: float | None) -> bool:
         return self.dispatcher is None or self.dispatcher.flush(timeout)

@@ -43,7 +43,8 @@ _STOP = 2**62  # the priority of the sentinels that end workers: after every rea
 class DispatcherSettings:
     """Settings of the background dispatcher (the ``dispatcher:`` config key).
 
-    ``on_full`` None means: ``spool`` when the app has a spool, else ``block``. ``block``
+    ``queue_size`` bounds the deliveries held in memory: queued, waiting for a retry or being
+    delivered. ``on_full`` None means: ``spool`` when the app has a spool, else ``block``. ``block``
     waits up to ``block_timeout`` seconds for room, then spools (or drops, without a spool).
     ``shutdown_timeout`` bounds how long ``App.close()`` waits for the queue to drain.
     """
@@ -121,20 +122,22 @@ class Dispatcher:
         self._reset()
 
     def _reset(self) -> None:
-        s = self.settings
         self._pid = os.getpid()
-        self._queue: queue.PriorityQueue[tuple[int, int, Delivery | None]] = queue.PriorityQueue(
-            s.queue_size
-        )
+        # Unbounded itself: the bound is on pending deliveries (queued, waiting for a retry or
+        # being delivered), so a retry always finds room and memory stays bounded.
+        self._queue: queue.PriorityQueue[tuple[int, int, Delivery | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._retries: list[tuple[float, int, Delivery]] = []
         self._workers: set[threading.Thread] = set()
         self._inflight: dict[threading.Thread, Delivery] = {}
         #: Deliveries whose asynchronous attempt has not answered yet.
         self._async: set[Delivery] = set()
+        #: Deliveries workers took from the queue after shutdown began, handed back.
+        self._late: list[Delivery] = []
         self._busy = 0
         self._pending = 0
         self._names = itertools.count(1)
@@ -153,26 +156,24 @@ class Dispatcher:
     # -- submitting -----------------------------------------------------------------------------
 
     def submit(self, delivery: Delivery, block: bool = False, timeout: float | None = None) -> bool:
-        """Queue a delivery; False when the queue is full (after ``timeout`` if ``block``)."""
+        """Queue a delivery; False when ``queue_size`` deliveries are already pending (queued,
+        waiting for a retry or being delivered), after waiting ``timeout`` if ``block``."""
         if self._pid != os.getpid():
             # A forked child: the parent's threads do not exist here and its queue is the
             # parent's work. Start afresh.
             self._reset()
         if self._monitor is None or self._stopping:
             self._start()
+        capacity = self.settings.queue_size
         with self._lock:
+            if self._pending >= capacity and not (
+                block and self._room.wait_for(lambda: self._pending < capacity, timeout)
+            ):
+                return False
             self._pending += 1
             self._arrivals += 1
         delivery.queued = time.monotonic()
-        try:
-            self._queue.put((delivery.priority, next(self._seq), delivery), block, timeout)
-        except queue.Full:
-            with self._lock:
-                self._pending -= 1
-                self._arrivals -= 1
-                if self._pending == 0:
-                    self._drained.notify_all()
-            return False
+        self._queue.put_nowait((delivery.priority, next(self._seq), delivery))
         return True
 
     def _start(self) -> None:
@@ -220,6 +221,9 @@ class Dispatcher:
                 return
             started = time.monotonic()
             with self._lock:
+                if self._stopping:  # shutting down: hand it back instead of starting it
+                    self._late.append(delivery)
+                    continue
                 self._busy += 1
                 self._inflight[me] = delivery
                 self._wait_sum += started - delivery.queued
@@ -246,8 +250,11 @@ class Dispatcher:
             # max(): a delivery still in flight at shutdown was already let go of.
             self._pending = max(0, self._pending - 1)
             self._departures += 1
+            self._room.notify()
             if self._pending == 0:
                 self._drained.notify_all()
+        elif self._stopping:  # shutting down: hand it back with the other leftovers
+            self._late.append(delivery)
         else:
             heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), delivery))
 
@@ -297,21 +304,12 @@ class Dispatcher:
 
     def _requeue_due(self) -> None:
         now = time.monotonic()
-        due: list[tuple[float, int, Delivery]] = []
+        # Under the lock, so shutdown finds each delivery either here or in the queue.
         with self._lock:
-            while self._retries and self._retries[0][0] <= now:
-                due.append(heapq.heappop(self._retries))
-        for index, (_, seq, delivery) in enumerate(due):
-            delivery.queued = now
-            try:
+            while self._retries and self._retries[0][0] <= now and not self._stopping:
+                _, seq, delivery = heapq.heappop(self._retries)
+                delivery.queued = now
                 self._queue.put_nowait((delivery.priority, seq, delivery))
-            except queue.Full:
-                # No room now: try again at the next tick, nothing is lost.
-                with self._lock:
-                    later = now + self.settings.monitor_interval
-                    for _, later_seq, later_delivery in due[index:]:
-                        heapq.heappush(self._retries, (later, later_seq, later_delivery))
-                return
 
     def _scale(self) -> None:
         depth = self._queue.qsize()
@@ -364,24 +362,30 @@ class Dispatcher:
             self._retries.clear()
             workers = list(self._workers)
         self._wake.set()
-        while True:
-            try:
-                item = self._queue.get_nowait()[2]
-            except queue.Empty:
-                break
-            if item is not None:
-                leftovers.append(item)
+        # Workers hand back what they take from now on (see _run_worker) and end at their
+        # sentinel, which sorts after every delivery.
         for _ in workers:
             self._queue.put((_STOP, next(self._seq), None))
         for thread in workers:
             thread.join(max(0.05, deadline - time.monotonic()))
         with self._lock:
+            while True:
+                try:
+                    item = self._queue.get_nowait()[2]
+                except queue.Empty:
+                    break
+                if item is not None:
+                    leftovers.append(item)
+            leftovers.extend(self._late)
+            self._late.clear()
+            # Still being delivered: kept too, they may yet succeed (at least once).
             leftovers.extend(self._inflight.values())
             leftovers.extend(self._async)
             self._async.clear()
             self._pending = 0
             self._monitor = None
             self._drained.notify_all()
+            self._room.notify_all()
         return [d for d in leftovers if not d.done]
 
     def stats(self) -> dict[str, Any]:

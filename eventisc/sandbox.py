@@ -308,8 +308,8 @@ def make_function(
         defaults=[],
     )
     tree = ast.fix_missing_locations(ast.Expression(ast.Lambda(args, body)))
-    namespace = dict(_GLOBALS)
-    namespace.update(consts)
+    # Functions without constants share one read-only globals dict.
+    namespace = {**_GLOBALS, **consts} if consts else _GLOBALS
     fn: Callable[..., Any] = eval(compile(tree, filename, "eval"), namespace)
     return fn
 

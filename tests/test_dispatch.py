@@ -146,10 +146,10 @@ def test_full_queue_with_on_full_drop(receiver, caplog):
     receiver.default = Response(delay=0.5)
     app = background_app(
         receiver.url,
-        dispatcher={"min_workers": 1, "max_workers": 1, "queue_size": 2, "on_full": "drop"},
+        dispatcher={"min_workers": 1, "max_workers": 1, "queue_size": 3, "on_full": "drop"},
     )
     app.trigger("e", {"i": 0})
-    time.sleep(0.1)  # the worker took event 0; the queue has room for 2
+    time.sleep(0.1)  # the worker took event 0; two more fit (queue_size counts it too)
     with caplog.at_level(logging.ERROR, logger="eventisc"):
         counts = [app.trigger("e", {"i": i}) for i in range(1, 6)]
         report = app.dispatch("e", {"i": 6})
@@ -167,7 +167,7 @@ def test_full_queue_with_on_full_block_waits_then_drops_without_a_spool(receiver
     receiver.default = Response(delay=0.6)
     app = background_app(
         receiver.url,
-        dispatcher={"min_workers": 1, "max_workers": 1, "queue_size": 1, "block_timeout": 0.2},
+        dispatcher={"min_workers": 1, "max_workers": 1, "queue_size": 2, "block_timeout": 0.2},
     )
     app.trigger("e", {"i": 0})
     time.sleep(0.1)

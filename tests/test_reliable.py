@@ -67,7 +67,7 @@ def test_queue_full_goes_to_the_spool_by_default_when_there_is_one(tmp_path, rec
         tmp_path,
         receiver.url,
         delivery="background",
-        dispatcher={"min_workers": 1, "max_workers": 1, "queue_size": 1},
+        dispatcher={"min_workers": 1, "max_workers": 1, "queue_size": 2},
     )
     app = eventisc.create_app(config_file=config)
     app.trigger("e", {"i": 0})
@@ -294,3 +294,32 @@ def test_bad_delivery_options_are_config_errors(tmp_path, receiver):
     with pytest.raises(eventisc.ConfigError) as info:
         eventisc.create_app(spool={"path": "/proc/eventisc/spool.db"})
     assert info.value.path == "spool.path"
+
+
+def test_retries_count_against_the_queue_size_and_nothing_is_lost_at_close(tmp_path):
+    # Given a receiver that is down and a policy that keeps retrying ...
+    probe = Receiver()
+    url = probe.url
+    probe.close()
+    config, spool_path = write_config(
+        tmp_path,
+        url,
+        delivery="background",
+        retry={"max_attempts": 1000, "backoff_factor": 0.05, "max_backoff": 0.2},
+        dispatcher={"queue_size": 200, "max_workers": 2},
+    )
+    app = eventisc.create_app(config_file=config)
+    peak = 0
+    for i in range(2000):
+        app.trigger("e", {"i": i})
+        if i % 100 == 0:
+            peak = max(peak, app.stats()["dispatcher"]["pending"])
+    # ... memory holds at most queue_size deliveries (queued, waiting for a retry, in flight),
+    assert peak <= 200
+    app.close(timeout=0.2)
+    # ... and after close every event is in the spool: the ones still retrying as pending, the
+    # ones refused by the full queue as dead letters.
+    entries = Spool(spool_path).entries()
+    seen = [json.loads(e.notification.payload["body"])["i"] for e in entries]
+    assert set(seen) == set(range(2000))
+    assert {e.reason for e in entries} == {"queue full", "shutdown"}

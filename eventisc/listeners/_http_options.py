@@ -136,9 +136,13 @@ def parse_timeout(value: Any, path: str) -> float | tuple[float, float]:
     return seconds(value)
 
 
+#: The default success statuses (shared: every listener would otherwise hold its own copy).
+ANY_2XX = frozenset(range(200, 300))
+
+
 def parse_statuses(value: Any) -> frozenset[int]:
     if value is None:
-        return frozenset(range(200, 300))
+        return ANY_2XX
     if not isinstance(value, (list, tuple)) or not value:
         raise ConfigError(
             "success_status must be a list of statuses such as [200, 404]", "success_status"

@@ -142,7 +142,8 @@ class CeleryListener(Listener):
             "args": args,
             "kwargs": kwargs,
             "queue": queue,
-            "options": copy.deepcopy(self.send_task_kwargs),  # headers: no shared state
+            # A copy (kombu may add to headers); nothing to copy in the usual case.
+            "options": copy.deepcopy(self.send_task_kwargs) if self.send_task_kwargs else {},
         }
         return Notification(self.name, self.kind, event_name, payload)
 
@@ -172,15 +173,17 @@ class CeleryListener(Listener):
         """The Celery app deliveries go through: eventisc's own, else the current app."""
         if self.broker_url is None:
             app = celery.current_app._get_current_object()
-            if not app.conf.broker_url and id(app) not in _warned:
-                _warned.add(id(app))
-                logger.warning(
-                    "listener %r sends through celery.current_app %r, which has no broker_url: "
-                    "Celery's fallback app in a thread where no app was made current? Call "
-                    "set_default() on your Celery app, or give the listener a broker_url.",
-                    self.name,
-                    app.main,
-                )
+            if id(app) not in _checked:  # reading app.conf costs more than the rest here
+                _checked.add(id(app))
+                if not app.conf.broker_url:
+                    logger.warning(
+                        "listener %r sends through celery.current_app %r, which has no "
+                        "broker_url: Celery's fallback app in a thread where no app was made "
+                        "current? Call set_default() on your Celery app, or give the listener a "
+                        "broker_url.",
+                        self.name,
+                        app.main,
+                    )
             return app
         self._after_fork()
         app = self._own_app
@@ -215,8 +218,8 @@ class CeleryListener(Listener):
         return f"broker {mask_url(url)}" + (f", queue {queue}" if queue else "")
 
 
-#: Host apps already warned about (no broker_url: Celery's fallback app).
-_warned: set[int] = set()
+#: Host apps already checked for a broker_url (none: Celery's fallback app, warned about once).
+_checked: set[int] = set()
 
 
 # -- errors ---------------------------------------------------------------------------------
