@@ -236,11 +236,20 @@ class App(Observable):
             metrics.matched.inc()
             delivery = notification = None
             try:
-                if listener.filter is not None and not listener.filter(name, event_data):
-                    metrics.filtered.inc()
-                    if report is not None:
-                        report.append(_finished(listener, None, "skipped", "filtered out"))
-                    continue
+                accept = listener._accept
+                if accept is not None:
+                    try:
+                        rejected = not accept(name, event_data)
+                    except Exception as exc:
+                        failure = getattr(listener.filter, "failure", None)
+                        if failure is None:
+                            raise
+                        raise failure(exc) from exc
+                    if rejected:
+                        metrics.filtered.inc()
+                        if report is not None:
+                            report.append(_finished(listener, None, "skipped", "filtered out"))
+                        continue
                 notification = listener.render(name, event_data)
                 if capture is not None or self.dry_run:
                     if capture is not None:

@@ -23,6 +23,10 @@ class Filter:
 
     ``schema`` is the JSON Schema of the filter's own options (``{"properties": ...,
     "required": [...]}``); None accepts any options, passed as keyword arguments.
+
+    A filter may expose its test as ``predicate``, a plain ``f(event_name, event_data)``
+    returning a truth value, and ``failure(exc)``, the error to report when it raises: the app
+    then calls ``predicate`` directly instead of the filter (one call layer less per event).
     """
 
     kind: ClassVar[str]
@@ -75,15 +79,19 @@ class ExprFilter(Filter):
 
     def __init__(self, expr: str):
         self.expr = expr
-        self._fn = compile_expression(expr, BASE_NAMES, "expr", as_arguments=True)
+        #: The compiled expression, ``f(event_name, event_data)``: what the app calls per
+        #: event (a failure is then reported through :meth:`failure`).
+        self.predicate = compile_expression(expr, BASE_NAMES, "expr", as_arguments=True)
 
     def __call__(self, event_name: str, event_data: Any) -> bool:
         try:
-            return bool(self._fn(event_name, event_data))
+            return bool(self.predicate(event_name, event_data))
         except Exception as exc:
-            raise TemplateError(
-                f"filter failed: {describe_error(exc)}", template=self.expr
-            ) from exc
+            raise self.failure(exc) from exc
+
+    def failure(self, exc: Exception) -> TemplateError:
+        """The error reported when the expression raised ``exc`` for an event."""
+        return TemplateError(f"filter failed: {describe_error(exc)}", template=self.expr)
 
     def __repr__(self) -> str:
         return f"ExprFilter({self.expr!r})"

@@ -62,6 +62,51 @@ def test_a_plain_callable_works_as_a_filter():
     assert app.trigger("e", {}) == 0
 
 
+def test_a_custom_filter_that_raises_reports_its_own_error():
+    app = app_with({"kind": "even", "field": "n"})
+    app.raise_errors = True
+    with pytest.raises(eventisc.TriggerError) as info:
+        app.trigger("e", {"m": 1})
+    ((_, exc),) = info.value.failures
+    assert isinstance(exc, KeyError) and exc.args == ("n",)
+    assert app.stats()["listeners"]["recording:e"]["failed"] == 1
+
+
+def test_a_filter_replaced_after_the_app_was_built_is_used():
+    app = app_with({"kind": "expr", "expr": "event_data['n'] > 10"})
+    assert app.trigger("e", {"n": 5}) == 0
+    app.listeners[0].filter = EvenFilter("n")
+    assert app.trigger("e", {"n": 4}) == 1
+    app.listeners[0].filter = None
+    assert app.trigger("e", {"n": 5}) == 1
+
+
+class FastOddFilter(Filter):
+    """Exposes its test as ``predicate``; ``__call__`` would fail if the app used it."""
+
+    kind = "fast_odd"
+
+    def __init__(self):
+        self.predicate = lambda event_name, event_data: event_data["n"] % 2
+
+    def __call__(self, event_name, event_data):
+        raise AssertionError("the app calls predicate, not the filter")
+
+    def failure(self, exc):
+        return TemplateError(f"fast_odd failed: {exc!r}")
+
+
+def test_the_app_calls_a_filters_predicate_and_reports_its_failure():
+    app = app_with({"kind": "fast_odd"})
+    app.raise_errors = True
+    assert [app.trigger("e", {"n": n}) for n in range(4)] == [0, 1, 0, 1]
+    with pytest.raises(eventisc.TriggerError) as info:
+        app.trigger("e", {})
+    ((_, exc),) = info.value.failures
+    assert isinstance(exc, TemplateError) and "fast_odd failed: KeyError('n')" in str(exc)
+    assert isinstance(exc.__cause__, KeyError)
+
+
 @pytest.mark.parametrize(
     ("filter_def", "path", "message"),
     [

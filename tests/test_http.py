@@ -315,6 +315,59 @@ def test_a_missing_ca_bundle_is_a_permanent_delivery_error(receiver, tmp_path):
     assert type(exc) is DeliveryError and missing in str(exc)
 
 
+@pytest.fixture
+def clean_proxy_env(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_http_proxy_from_the_environment_is_used(receiver, clean_proxy_env):
+    # The receiver plays the proxy: requests sends it the absolute url of the target.
+    clean_proxy_env.setenv("HTTP_PROXY", receiver.url)
+    app = eventisc.create_app(
+        listeners=[http("http://target.invalid/hook/{event_data[id]}", data="{event_data}")],
+        raise_errors=True,
+    )
+    assert app.trigger("e", {"id": 1}) == 1
+    assert app.trigger("e", {"id": 2}) == 1
+    assert [(r.headers["Host"], r.path) for r in receiver.requests] == [
+        ("target.invalid", "/hook/1"),
+        ("target.invalid", "/hook/2"),
+    ]
+
+
+def test_no_proxy_from_the_environment_bypasses_the_proxy(receiver, clean_proxy_env):
+    clean_proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing there
+    clean_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+    app = eventisc.create_app(listeners=[http(receiver.url + "/hook")], raise_errors=True)
+    assert app.trigger("e") == 1
+    assert receiver.requests[0].path == "/hook"
+
+
+def test_credentials_from_a_netrc_file_are_sent(receiver, tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login ada password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    app = eventisc.create_app(listeners=[http(receiver.url + "/hook")], raise_errors=True)
+    assert app.trigger("e") == 1
+    expected = "Basic " + base64.b64encode(b"ada:s3cret").decode()
+    assert receiver.requests[0].headers["Authorization"] == expected
+
+
+def test_a_missing_ca_bundle_from_the_environment_is_a_permanent_delivery_error(
+    receiver, tmp_path, monkeypatch
+):
+    missing = str(tmp_path / "ca.pem")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", missing)
+    url = receiver.url.replace("http://", "https://")
+    app = eventisc.create_app(listeners=[http(url)], raise_errors=True)
+    exc = failure(app, "e")
+    assert type(exc) is DeliveryError and missing in str(exc)
+
+
 def test_a_slow_receiver_gives_a_delivery_timeout_after_about_the_timeout(receiver):
     delay, timeout = 2.0, 0.25
     receiver.respond(Response(delay=delay))

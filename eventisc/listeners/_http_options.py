@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from .base import mask_url
 __all__ = [
     "check_header_name",
     "check_url",
+    "environment_settings",
     "form_pairs",
     "may_be_mapping",
     "parse_statuses",
@@ -204,3 +206,30 @@ def requests_options(options: dict[str, Any]) -> tuple[dict[str, str], dict[str,
             )
         options["cert"] = tuple(cert)
     return static, options
+
+
+def environment_settings(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords for requests to ``url``'s origin: ``options`` with what a requests Session
+    that trusts the environment would add (``HTTP(S)_PROXY``/``NO_PROXY``,
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, ``~/.netrc``), resolved once.
+
+    requests resolves these for every request, scanning ``os.environ`` and looking for a
+    netrc file each time: about a quarter of its own time per request.
+    """
+    from requests.utils import get_environ_proxies, get_netrc_auth
+
+    settings = dict(options)
+    proxies = dict(options.get("proxies") or {})
+    for scheme, proxy in get_environ_proxies(url, no_proxy=proxies.get("no_proxy")).items():
+        proxies.setdefault(scheme, proxy)
+    if proxies:
+        settings["proxies"] = proxies
+    if options.get("verify", True) is True:
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            settings["verify"] = bundle
+    if options.get("auth") is None:
+        auth = get_netrc_auth(url)
+        if auth:
+            settings["auth"] = auth
+    return settings

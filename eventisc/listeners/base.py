@@ -97,7 +97,7 @@ class Listener:
         )
         if isinstance(filter, Mapping):
             filter = Filter.from_config(filter, "filter")
-        self.filter: Callable[[str, Any], bool] | None = filter
+        self.filter = filter
         kind = getattr(self, "kind", type(self).__name__)
         match = event_name if event_name is not None else self.event_name_regex.pattern  # type: ignore[union-attr]
         self.name: str = name or f"{kind}:{match}"
@@ -105,6 +105,20 @@ class Listener:
         self._set_delivery_options(
             {"delivery": delivery, "retry": retry, "durable": durable, "priority": priority}
         )
+
+    @property
+    def filter(self) -> Callable[[str, Any], bool] | None:
+        """The filter (an :class:`~eventisc.Filter` or any ``f(event_name, event_data)``)."""
+        return self._filter
+
+    @filter.setter
+    def filter(self, value: Callable[[str, Any], bool] | None) -> None:
+        self._filter = value
+        # What the app calls per event: an expr filter's compiled function itself.
+        self._accept = getattr(value, "predicate", value)
+
+    _filter: Callable[[str, Any], bool] | None = None
+    _accept: Callable[[str, Any], Any] | None = None
 
     def _set_delivery_options(self, options: Mapping[str, Any]) -> None:
         if options.get("delivery") not in (None, "sync", "background"):

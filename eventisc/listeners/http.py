@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.cookiejar
 import logging
 import os
+import re
 import threading
 import weakref
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from ._http_options import (
     PASSED,
     check_header_name,
     check_url,
+    environment_settings,
     form_pairs,
     may_be_mapping,
     parse_statuses,
@@ -54,6 +56,10 @@ DEFAULT_TIMEOUT = 10.0
 POOL_MAXSIZE = 32
 #: Hosts whose connection pools a listener keeps (a templated url may reach several).
 POOL_HOSTS = 16
+
+#: Origins (scheme://host:port) whose environment settings a listener keeps.
+ORIGINS_KEPT = 64
+_ORIGIN = re.compile(r"[^:/?#]*://[^/?#]*")
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 JSON_TYPE = "application/json; charset=utf-8"
@@ -203,6 +209,7 @@ class HttpListener(Listener):
         self.success_status: frozenset[int] = parse_statuses(success_status)
         self._lock = threading.Lock()
         self._session: requests.Session | None = None
+        self._origins: dict[str, dict[str, Any]] = {}
         self._pid = os.getpid()
         _LISTENERS.add(self)
 
@@ -286,7 +293,7 @@ class HttpListener(Listener):
                 headers=headers,
                 timeout=self.timeout,
                 stream=True,  # read the body ourselves, bounded, after checking the status
-                **self._send_kwargs,
+                **self._settings(url),
             )
         except Exception as exc:
             if not is_transport_error(exc):
@@ -314,6 +321,18 @@ class HttpListener(Listener):
             message += f": {excerpt}"
         raise HTTPStatusError(message, status=status, body=excerpt, retry_after=retry_after)
 
+    def _settings(self, url: str) -> dict[str, Any]:
+        """The requests keywords for ``url``: the options with the environment's settings for
+        its origin, read on the first request there (the session does not read them)."""
+        match = _ORIGIN.match(url)
+        origin = match.group() if match is not None else url
+        settings = self._origins.get(origin)
+        if settings is None:
+            settings = environment_settings(origin, self._send_kwargs)
+            if len(self._origins) < ORIGINS_KEPT:
+                self._origins[origin] = settings
+        return settings
+
     def _get_session(self) -> requests.Session:
         session = self._session
         if session is not None and self._pid == os.getpid():
@@ -340,6 +359,7 @@ class HttpListener(Listener):
         """Close the session's connections; the next delivery opens a new session."""
         with self._lock:
             session, self._session = self._session, None
+            self._origins = {}
         if session is not None and self._pid == os.getpid():
             session.close()
 
@@ -383,5 +403,7 @@ def _new_session() -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.cookies.set_policy(_NoCookies())
+    # The listener reads the environment's settings once per origin (see _settings).
+    session.trust_env = False
     session.headers["User-Agent"] = f"eventisc/{__version__} {requests.utils.default_user_agent()}"
     return session
