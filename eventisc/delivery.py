@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from .retry import DEFAULT_BACKGROUND, DEFAULT_SYNC, RetryPolicy
 
 if TYPE_CHECKING:
     from .listeners.base import Listener
+    from .notification import Notification
     from .spool import Spool
 
 __all__ = ["Deliverer", "Plan"]
@@ -52,6 +54,35 @@ def name_listener(exc: BaseException, listener: Listener) -> BaseException:
     if isinstance(exc, EventiscError) and getattr(exc, "listener", "") is None:
         exc.listener = listener.name  # type: ignore[attr-defined]
     return exc
+
+
+def _send(listener: Listener, notification: Notification) -> tuple[Any, Exception | None]:
+    """One ``deliver`` call: ``(detail, None)`` or ``(None, error)`` (see :meth:`attempt`)."""
+    try:
+        return listener.deliver(notification), None
+    except Exception as exc:
+        return None, exc
+
+
+def release_frames(error: BaseException) -> None:
+    """Clear the local variables of the finished frames in ``error``'s tracebacks (its causes
+    and contexts included), keeping the tracebacks printable.
+
+    A driver's error holds the frames it was raised through, and their locals (sockets,
+    requests, buffers, often the error itself: a reference cycle, as in urllib3). A delivery
+    that ends in failure keeps its error, so without this every failed delivery would keep all
+    of that, and what the cycles hold is freed only by a garbage collection, a full one for a
+    delivery that lived long enough to reach the oldest generation.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        todo += (exc.__cause__, exc.__context__)
 
 
 def log_extra(
@@ -156,6 +187,8 @@ class Deliverer:
                 hook(delivery)
             except Exception:
                 logger.exception("a %r hook failed for listener %r", status, delivery.name)
+        if error is not None:
+            release_frames(error)
 
     # -- one attempt ------------------------------------------------------------------------
 
@@ -173,11 +206,13 @@ class Deliverer:
         if plan.pipelined:
             self._send_async(delivery, plan)
             return IN_FLIGHT
-        try:
-            detail = listener.deliver(notification)
-        except Exception as exc:
-            return self._outcome(delivery, plan, None, exc)
-        return self._outcome(delivery, plan, detail, None)
+        detail, error = _send(listener, notification)
+        outcome = self._outcome(delivery, plan, detail, error)
+        # The error's traceback reaches this frame (as its callee's f_back): holding the
+        # delivery, which holds the error, it would be a reference cycle, freed only by a full
+        # garbage collection.
+        del delivery, error
+        return outcome
 
     def _send_async(self, delivery: Delivery, plan: Plan) -> None:
         assert delivery.notification is not None
@@ -215,6 +250,7 @@ class Deliverer:
                     ),
                 )
                 plan.metrics.retried.inc()
+                release_frames(exc)
                 return delay
             self.give_up(delivery, exc)
             return None

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import socket
 import statistics
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
 
 import eventisc
 from eventisc import QueueFull
+from eventisc.report import Delivery
 
 from . import kinds  # noqa: F401  (registers the test kinds)
 from .receiver import Receiver, Response
@@ -140,6 +144,39 @@ def test_dispatch_reports_are_futures(receiver):
     assert delivery.detail == "HTTP 200"
     assert 0.15 < delivery.latency < 5
     app.close()
+
+
+def test_a_failed_delivery_keeps_its_error_without_a_reference_cycle():
+    # Kept errors hold the driver's frames: through a cycle, every failed delivery (a burst of
+    # them against a dead receiver) would wait for a full garbage collection to be freed.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/x"
+    app = eventisc.create_app(
+        listeners=[{"kind": "http", "event_name": "e", "url": dead, "data": "{event_data}"}],
+        delivery="background",
+        retry={"max_attempts": 2, "backoff_factor": 0.01},
+    )
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds stays in gc.garbage
+    try:
+        report = app.dispatch("e", {"n": 1})
+        assert report.wait(10)
+        (delivery,) = report.deliveries
+        assert delivery.status == "failed" and delivery.attempts == 2
+        assert isinstance(delivery.error, eventisc.ConnectError)
+        assert "ConnectionRefusedError" in "".join(traceback.format_exception(delivery.error))
+        del report, delivery
+        assert app.flush(5)
+        gc.collect()
+        cyclic = [o for o in gc.garbage if isinstance(o, (Delivery, BaseException))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+        app.close()
+    assert cyclic == []
 
 
 def test_full_queue_with_on_full_drop(receiver, caplog):

@@ -83,16 +83,18 @@ def _checked(broker: str, n: int, fn: Callable[[str], float]) -> Run:
 
 CELERY_ANALYSIS = (
     "Both sides spend nearly all their time in Celery's `send_task` (message building, kombu's "
-    "producer, the transport); the gap is eventisc's own Python around it. A side-by-side on "
-    "Redis in one process (3,000 tasks, 4 rounds, medians) measured: raw `send_task` 481 µs, "
-    "raw `send_task` with the publish options eventisc adds (`retry` with a one-retry policy, "
-    "write and confirm timeouts) 479 µs, so the options cost nothing; our `deliver()` of a "
-    "rendered notification 492 µs (the `current_app` lookup and its broker check, a copy of "
-    "the options, the result text); a whole `trigger()` 505 µs (plus `render`, 2.3 µs alone, "
-    "routing and metrics, which cost several times their micro-benchmark price between two "
-    "Celery calls that evict them from the CPU caches). Closing the gap: resolve the Celery "
-    "app once per thread instead of per event, skip the per-event `deepcopy` of constant "
-    "`send_task_kwargs`, and shorten the trigger path (fewer layers, cheaper metrics)."
+    "producer, the transport); the gap is eventisc's own work around it: `trigger` (routing, "
+    "metrics), `render` (task name, args and kwargs templates, a `Notification`; ~2-3 µs "
+    "alone), the `current_app` lookup, and the publish options eventisc adds to bound a dead "
+    "broker (`retry` with a one-retry policy, `timeout`: py-amqp then sets and restores the "
+    "socket timeout around each publish, two more system calls). The per-event `deepcopy` of "
+    "`send_task_kwargs` is skipped when they are empty (as here) and the host app's "
+    "`broker_url` check is made once per app. On Redis the same path is at parity. Side-by-"
+    "side runs in one process of raw `send_task` with and without those options (1,500 tasks, "
+    "8 rounds) moved by ±10% between rounds on this machine, more than the gap, so no single "
+    "cause is proven. What could close it: a thread-local cache of the resolved app and its "
+    "producer, publishing through `app.amqp.send_task_message` with a prebuilt message "
+    "header instead of `send_task`'s full argument handling."
 )
 
 

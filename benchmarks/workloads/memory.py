@@ -31,19 +31,15 @@ def _mib(kb: float) -> str:
 
 
 SPOOL_ANALYSIS = (
-    "The queue itself stays at `queue_size` (the `queued` column), but a delivery whose attempt "
-    "failed leaves the queue for the dispatcher's retry schedule (`Dispatcher._retries`, a "
-    "heap) until its backoff is over, and nothing bounds that schedule: with every attempt "
-    "refused, each accepted notification waits there for 0.5 + 1 + 2 + 4 s across its five "
-    "attempts while the trigger loop keeps accepting new ones as workers free queue slots, so "
-    "the `retrying` column climbs to tens of thousands and RSS with it (a Delivery and its "
-    "rendered payload each). It also slows triggering: once the queue is full, "
-    "`_requeue_due` pops every due retry and pushes it back under the dispatcher's lock at "
-    "every monitor tick, and `trigger()` waits for that lock in `Dispatcher.submit` (seen "
-    "with py-spy). What would bound it: count scheduled retries against `queue_size` (a "
-    "trigger finding `queued + retrying` at the limit goes to `on_full`), or move a retry "
-    "whose queue slot cannot be had to the spool; and stop popping due retries once the queue "
-    "is full instead of re-pushing them all each tick."
+    "Pending deliveries, queued or waiting for a retry, count against `queue_size` together "
+    "(the `queued` and `retrying` columns add up to at most `queue_size`), so what grows is "
+    "not the dispatcher. Growth here has come from failed deliveries' errors: each keeps the "
+    "frames it was raised through, and through reference cycles (urllib3 keeps its own error "
+    "in a local of a frame of its traceback; the worker's frame held the delivery) a burst "
+    "of failures lingered until a full garbage collection, raising RSS in steps that the "
+    "allocator did not give back. Deliveries now keep their errors without cycles (the "
+    "frames' locals are cleared once the outcome is recorded). A miss of a few percent can "
+    "also come from SQLite's page cache (2 MiB by default) filling as the spool grows."
 )
 
 
