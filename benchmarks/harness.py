@@ -308,9 +308,16 @@ def row(label: str, s: Series | None, rate: bool = False, checks: Sequence[Check
 
 
 def speedup(ours: Series | None, ref: Series | None) -> float | None:
-    """How many times faster ours is than the reference (ref cost / our cost), medians."""
+    """How many times faster ours is than the reference (ref cost / our cost).
+
+    The median over repetitions of that ratio, each between the two runs of one turn of
+    :func:`alternate` (a paired comparison: a burst of noise from the machine or a broker
+    falls on both); the ratio of the medians when the series do not pair up.
+    """
     if ours is None or ref is None or not ours.costs or not ref.costs:
         return None
+    if len(ours.costs) == len(ref.costs):
+        return statistics.median(r / o for o, r in zip(ours.costs, ref.costs, strict=True))
     return ref.median / ours.median
 
 

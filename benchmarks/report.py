@@ -197,7 +197,9 @@ def render(
         f"Written by `{command}` in {seconds:.0f} s. Every ratio compares variants measured in "
         'this same run, alternating, after a warm-up; "median" and "spread" are over the '
         "repetitions. Ratios are ours / reference in speed (higher is better) unless the target "
-        "says otherwise.",
+        "says otherwise, and are paired: the median over repetitions of the ratio between the "
+        "two runs of one turn, so a burst of noise falls on both sides (this can differ a "
+        "little from the ratio of the two medians shown).",
         "",
         "| | |",
         "|---|---|",

@@ -171,7 +171,7 @@ def run_broker(ctx: Context, broker: str) -> Table:
                 "ours own": lambda: _checked(broker, n, lambda q: ours(q, own=True)),
                 "event-isc": lambda: _checked(broker, n, legacy),
             },
-            3,
+            ctx.reps,
             progress=ctx.log,
             recover=lambda: wait_for(broker, address),
         )

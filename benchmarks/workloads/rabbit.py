@@ -294,7 +294,7 @@ def _background_analysis() -> str:
 def rabbit(ctx: Context) -> list[Table]:
     require("RabbitMQ", RABBITMQ)
     n = ctx.scale(20_000, 2_000)
-    reps = 3
+    reps = ctx.reps
     off = Table(
         "rabbit-off",
         "RabbitMQ, confirms off",
