@@ -19,6 +19,7 @@ from .app import App, ListenerLike
 from .config import ConfigSource, read_config
 from .dispatch import DispatcherSettings
 from .errors import (
+    CircuitOpenError,
     ConfigError,
     ConnectError,
     DeliveryError,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "CircuitOpenError",
     "ConfigError",
     "ConnectError",
     "Delivery",

@@ -93,6 +93,7 @@ class App(Observable):
         if settings.on_full == "spool" and spool_obj is None:
             raise ConfigError("on_full: spool needs a `spool` to write to", "dispatcher.on_full")
         self._has_spool = spool_obj is not None
+        self._settings = settings
         plans = {lis: self._plan(lis, index) for index, lis in enumerate(self.listeners)}
         background = delivery == "background" or any(p.background for p in plans.values())
         self._deliverer = Deliverer(spool=spool_obj, settings=settings, background=background)
@@ -156,6 +157,7 @@ class App(Observable):
             retry=self.retry,
             durable=self.durable,
             has_spool=self._has_spool,
+            settings=self._settings,
         )
         if plan.durable and not (plan.background and self._has_spool):
             where = (

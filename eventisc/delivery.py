@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .breaker import CircuitBreaker
 from .dispatch import IN_FLIGHT, Dispatcher, DispatcherSettings
 from .errors import EventiscError, QueueFull
 from .metrics import ListenerMetrics
@@ -35,7 +36,9 @@ logger = logging.getLogger("eventisc")
 class Plan:
     """How one listener's notifications are delivered, resolved from listener and app."""
 
-    __slots__ = ("background", "policy", "durable", "priority", "simple", "pipelined", "metrics")
+    __slots__ = (
+        "background", "policy", "durable", "priority", "simple", "pipelined", "metrics", "breaker"
+    )  # fmt: skip
 
     def __init__(self, background: bool, policy: RetryPolicy, durable: bool, priority: int):
         self.background = background
@@ -47,6 +50,8 @@ class Plan:
         self.simple = False
         #: Background delivery through the listener's own asynchronous pipeline.
         self.pipelined = False
+        #: Holds background attempts back while the receiver is unreachable.
+        self.breaker: CircuitBreaker | None = None
 
 
 def name_listener(exc: BaseException, listener: Listener) -> BaseException:
@@ -206,7 +211,14 @@ class Deliverer:
         if plan.pipelined:
             self._send_async(delivery, plan)
             return IN_FLIGHT
-        detail, error = _send(listener, notification)
+        breaker = plan.breaker
+        held_back = breaker.check() if breaker is not None else None
+        if held_back is None:
+            detail, error = _send(listener, notification)
+            if breaker is not None:
+                breaker.record(error)
+        else:  # the receiver was unreachable a moment ago: fail at once, retry as planned
+            detail, error = None, held_back
         outcome = self._outcome(delivery, plan, detail, error)
         # The error's traceback reaches this frame (as its callee's f_back): holding the
         # delivery, which holds the error, it would be a reference cycle, freed only by a full
@@ -458,12 +470,17 @@ def make_plan(
     retry: RetryPolicy | None,
     durable: bool,
     has_spool: bool,
+    settings: DispatcherSettings | None = None,
 ) -> Plan:
-    """Resolve a listener's own settings over the app's."""
+    """Resolve a listener's own settings over the app's (``settings``: the dispatcher's)."""
     background = (listener.delivery or delivery) == "background"
     policy = listener.retry or retry or (DEFAULT_BACKGROUND if background else DEFAULT_SYNC)
     is_durable = durable if listener.durable is None else listener.durable
     plan = Plan(background, policy, bool(is_durable), listener.priority)
     plan.simple = not background and policy.max_attempts == 1 and not has_spool
     plan.pipelined = background and listener.delivers_async()
+    if background and not plan.pipelined and settings is not None and settings.breaker_failures:
+        plan.breaker = CircuitBreaker(
+            listener.name, settings.breaker_failures, settings.breaker_reset
+        )
     return plan

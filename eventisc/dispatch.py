@@ -47,6 +47,8 @@ class DispatcherSettings:
     delivered. ``on_full`` None means: ``spool`` when the app has a spool, else ``block``. ``block``
     waits up to ``block_timeout`` seconds for room, then spools (or drops, without a spool).
     ``shutdown_timeout`` bounds how long ``App.close()`` waits for the queue to drain.
+    ``breaker_failures`` attempts in a row that cannot reach a listener's receiver open its
+    circuit breaker for ``breaker_reset`` seconds (:mod:`eventisc.breaker`); 0 turns it off.
     """
 
     min_workers: int = 1
@@ -58,6 +60,8 @@ class DispatcherSettings:
     on_full: str | None = None
     block_timeout: float = 1.0
     shutdown_timeout: float = 10.0
+    breaker_failures: int = 5
+    breaker_reset: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_workers <= self.max_workers or self.max_workers < 1:
@@ -70,7 +74,9 @@ class DispatcherSettings:
         for name in ("monitor_interval", "idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, not {getattr(self, name)}")
-        for name in ("block_timeout", "shutdown_timeout"):
+        if self.breaker_failures < 0:
+            raise ValueError(f"breaker_failures must be >= 0, not {self.breaker_failures}")
+        for name in ("block_timeout", "shutdown_timeout", "breaker_reset"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
         if self.on_full is not None and self.on_full not in ON_FULL:
@@ -92,7 +98,7 @@ class DispatcherSettings:
 DISPATCHER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "description": "Background dispatcher: workers, queue, on_full, timeouts.",
+    "description": "Background dispatcher: workers, queue, on_full, timeouts, circuit breaker.",
     "properties": {
         "min_workers": {"type": "integer", "minimum": 0},
         "max_workers": {"type": "integer", "minimum": 1},
@@ -103,6 +109,8 @@ DISPATCHER_SCHEMA: dict[str, Any] = {
         "on_full": {"enum": list(ON_FULL)},
         "block_timeout": {"type": "number", "minimum": 0},
         "shutdown_timeout": {"type": "number", "minimum": 0},
+        "breaker_failures": {"type": "integer", "minimum": 0},
+        "breaker_reset": {"type": "number", "minimum": 0},
     },
 }
 assert set(DISPATCHER_SCHEMA["properties"]) == {f.name for f in fields(DispatcherSettings)}

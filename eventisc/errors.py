@@ -8,6 +8,7 @@ or kombu to catch what a delivery raised::
      ├── TemplateError        a template or filter failed for one event (missing key, bad value)
      └── DeliveryError        a notification could not be delivered
           ├── ConnectError    the receiver or broker could not be reached, or the link broke
+          │    └── CircuitOpenError  not tried: the receiver was unreachable a moment ago
           ├── DeliveryTimeout the receiver or broker did not answer in time
           ├── Rejected        the receiver answered with a refusal (AMQP nack, unroutable)
           │    └── HTTPStatusError   an HTTP status outside ``success_status``
@@ -20,6 +21,7 @@ or kombu to catch what a delivery raised::
 from __future__ import annotations
 
 __all__ = [
+    "CircuitOpenError",
     "ConfigError",
     "ConnectError",
     "DeliveryError",
@@ -111,6 +113,11 @@ class ConnectError(DeliveryError):
     """The receiver or broker could not be reached, or the connection broke mid-way."""
 
     transient = True
+
+
+class CircuitOpenError(ConnectError):
+    """Not tried: the listener's last attempts could not reach its receiver, and its circuit
+    breaker holds background attempts back for a while (see :mod:`eventisc.breaker`)."""
 
 
 class DeliveryTimeout(DeliveryError):

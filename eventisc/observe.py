@@ -87,6 +87,9 @@ class Observable:
         queue and workers (None in sync mode). Cheap: call it every second if you like.
         """
         snapshot = self._metrics.snapshot()
+        for listener, plan in self._deliverer.plans.items():
+            if plan.breaker is not None and listener.name in snapshot["listeners"]:
+                snapshot["listeners"][listener.name]["circuit"] = plan.breaker.snapshot()
         dispatcher = self._deliverer.dispatcher
         snapshot["dispatcher"] = dispatcher.stats() if dispatcher is not None else None
         return snapshot

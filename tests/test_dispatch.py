@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from eventisc import QueueFull
 from eventisc.report import Delivery
 
 from . import kinds  # noqa: F401  (registers the test kinds)
-from .receiver import Receiver, Response
+from .receiver import Receiver, Response, dead_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,9 +148,7 @@ def test_dispatch_reports_are_futures(receiver):
 def test_a_failed_delivery_keeps_its_error_without_a_reference_cycle():
     # Kept errors hold the driver's frames: through a cycle, every failed delivery (a burst of
     # them against a dead receiver) would wait for a full garbage collection to be freed.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}/x"
+    dead = dead_url()
     app = eventisc.create_app(
         listeners=[{"kind": "http", "event_name": "e", "url": dead, "data": "{event_data}"}],
         delivery="background",
