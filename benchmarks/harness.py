@@ -140,6 +140,7 @@ def alternate(
     warmup: int = 1,
     progress: Callable[[str], None] | None = None,
     recover: Callable[[], None] | None = None,
+    settle: float = 0.0,
 ) -> dict[str, Series]:
     """Run every variant ``warmup`` times untimed, then ``reps`` times each, in turns.
 
@@ -148,6 +149,10 @@ def alternate(
     broker restarted by someone else's test): then ``recover()`` is called (it waits for the
     service), the repetition is run again once, and a second failure drops the variant, with
     the errors in its notes.
+
+    ``settle``: seconds to pause after every run, for a broker to finish what the run left it
+    (deleting a queue of thousands of messages) before the next variant is timed; otherwise
+    the variant that follows a heavy one in the turn order pays for it.
     """
     series = {label: Series(label) for label in variants}
     live: dict[str, Callable[[], float | Run]] = dict(variants)
@@ -174,6 +179,8 @@ def alternate(
             return
         if record:
             series[label].add(result)
+        if settle:
+            time.sleep(settle)
 
     for _ in range(warmup):
         for label in list(live):

@@ -90,6 +90,7 @@ class EventiscCollector(Collector):
             latency.add_metric([*app, name], list(hist["buckets"].items()), sum_value=hist["sum"])
         yield deliveries
         yield latency
+        yield from _circuits(app, listeners)
         dispatcher: dict[str, Any] | None = stats["dispatcher"]
         if dispatcher is None:
             return
@@ -104,6 +105,28 @@ class EventiscCollector(Collector):
             counter = CounterMetricFamily(f"eventisc_{key}", help_text, labels=["app"])
             counter.add_metric(app, dispatcher[key])
             yield counter
+
+
+def _circuits(app: list[str], listeners: dict[str, Any]) -> Iterator[Metric]:
+    """The background listeners' circuit breakers: open or not, and how often opened."""
+    circuits = {name: snap["circuit"] for name, snap in listeners.items() if "circuit" in snap}
+    if not circuits:
+        return
+    is_open = GaugeMetricFamily(
+        "eventisc_circuit_open",
+        "1 while the listener's circuit breaker holds its attempts back (open or half-open).",
+        labels=["app", "listener"],
+    )
+    opened = CounterMetricFamily(
+        "eventisc_circuit_opened",
+        "Times the listener's circuit breaker opened.",
+        labels=["app", "listener"],
+    )
+    for name, circuit in circuits.items():
+        is_open.add_metric([*app, name], int(circuit["state"] != "closed"))
+        opened.add_metric([*app, name], circuit["opened"])
+    yield is_open
+    yield opened
 
 
 def register(

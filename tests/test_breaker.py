@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 import eventisc
 from eventisc import CircuitOpenError, ConfigError, ConnectError, DeliveryTimeout, HTTPStatusError
@@ -95,6 +96,11 @@ def test_a_receiver_that_stops_answering_is_left_alone_then_tried_again(receiver
     assert "3 attempts in a row could not reach the receiver" in caplog.text
     circuit = app.stats()["listeners"]["hook"]["circuit"]
     assert circuit["opened"] == 1 and circuit["state"] in ("open", "half-open")
+    registry = CollectorRegistry()
+    app.register_prometheus(registry)
+    exported = generate_latest(registry).decode()
+    assert 'eventisc_circuit_open{app="eventisc",listener="hook"} 1.0' in exported
+    assert 'eventisc_circuit_opened_total{app="eventisc",listener="hook"} 1.0' in exported
 
     receiver.default = Response()  # answering again
     time.sleep(0.6)

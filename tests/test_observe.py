@@ -128,6 +128,9 @@ def test_prometheus_text_parses_back_to_the_same_numbers(receivers):
         assert value("eventisc_retries_total", listener=name) == snap["retried"]
         count = value("eventisc_delivery_latency_seconds_count", listener=name)
         assert count == snap["latency"]["count"]
+        circuit = snap["circuit"]  # background listeners have a breaker
+        assert value("eventisc_circuit_open", listener=name) == (circuit["state"] != "closed")
+        assert value("eventisc_circuit_opened_total", listener=name) == circuit["opened"]
     assert value("eventisc_deliveries_total", listener="broken", outcome="failed") == 5
     assert value("eventisc_arrivals_total") == stats["dispatcher"]["arrivals"]
     assert value("eventisc_queue_capacity") == 10_000

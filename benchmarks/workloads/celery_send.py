@@ -12,7 +12,7 @@ import eventisc
 
 from ..harness import Check, Context, Run, Skip, Table, alternate, row, speedup
 from ..support import RABBITMQ, REDIS, require, wait_for
-from .rabbit import DATA, cleanup
+from .rabbit import DATA, SETTLE, cleanup
 from .rabbit import URL as PIKA_URL
 
 __all__ = ["celery"]
@@ -174,6 +174,7 @@ def run_broker(ctx: Context, broker: str) -> Table:
             ctx.reps,
             progress=ctx.log,
             recover=lambda: wait_for(broker, address),
+            settle=SETTLE,
         )
     finally:
         host.close()
