@@ -314,18 +314,20 @@ def row(label: str, s: Series | None, rate: bool = False, checks: Sequence[Check
     return Row(label, median, spread, list(checks), "; ".join(s.notes))
 
 
-def speedup(ours: Series | None, ref: Series | None) -> float | None:
-    """How many times faster ours is than the reference (ref cost / our cost).
+def paired(num: Series, den: Series) -> float:
+    """``num``'s cost over ``den``'s: the median over repetitions of that ratio, each between
+    the two runs of one turn of :func:`alternate` (a burst of noise from the machine or a
+    broker falls on both); the ratio of the medians when the series do not pair up."""
+    if len(num.costs) == len(den.costs):
+        return statistics.median(a / b for a, b in zip(num.costs, den.costs, strict=True))
+    return num.median / den.median
 
-    The median over repetitions of that ratio, each between the two runs of one turn of
-    :func:`alternate` (a paired comparison: a burst of noise from the machine or a broker
-    falls on both); the ratio of the medians when the series do not pair up.
-    """
+
+def speedup(ours: Series | None, ref: Series | None) -> float | None:
+    """How many times faster ours is than the reference (ref cost / our cost, paired)."""
     if ours is None or ref is None or not ours.costs or not ref.costs:
         return None
-    if len(ours.costs) == len(ref.costs):
-        return statistics.median(r / o for o, r in zip(ours.costs, ref.costs, strict=True))
-    return ref.median / ours.median
+    return paired(ref, ours)
 
 
 @dataclass

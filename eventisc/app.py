@@ -93,11 +93,12 @@ class App(Observable):
         if settings.on_full == "spool" and spool_obj is None:
             raise ConfigError("on_full: spool needs a `spool` to write to", "dispatcher.on_full")
         self._has_spool = spool_obj is not None
-        self._settings = settings
-        plans = {lis: self._plan(lis, index) for index, lis in enumerate(self.listeners)}
-        background = delivery == "background" or any(p.background for p in plans.values())
+        background = delivery == "background" or any(
+            lis.delivery == "background" for lis in self.listeners
+        )
         self._deliverer = Deliverer(spool=spool_obj, settings=settings, background=background)
-        self._deliverer.plans.update(plans)
+        for index, lis in enumerate(self.listeners):
+            self._deliverer.plans[lis] = self._plan(lis, index)
         self._heartbeat: Heartbeat | None = None
         if background:
             _background_apps.add(self)
@@ -157,7 +158,7 @@ class App(Observable):
             retry=self.retry,
             durable=self.durable,
             has_spool=self._has_spool,
-            settings=self._settings,
+            settings=self._deliverer.settings,
         )
         if plan.durable and not (plan.background and self._has_spool):
             where = (

@@ -75,11 +75,9 @@ class CircuitBreaker:
         )
 
     def record(self, error: BaseException | None) -> None:
-        """After an attempt: its error, or None when it was delivered."""
+        """After an attempt that :meth:`check` let go: its error, or None when delivered."""
         down = isinstance(error, (ConnectError, DeliveryTimeout))
         if not down and not self._count:  # closed and staying closed: no lock
-            return
-        if isinstance(error, CircuitOpenError):
             return
         with self._lock:
             self._probing = False

@@ -14,7 +14,7 @@ import pika
 
 import eventisc
 
-from ..harness import Check, Context, Run, Skip, Table, alternate, row, speedup
+from ..harness import Check, Context, Run, Series, Skip, Table, alternate, row, speedup
 from ..support import RABBITMQ, require, wait_for
 
 __all__ = ["SETTLE", "Pipelined", "rabbit"]
@@ -228,6 +228,18 @@ def ours(n: int, confirm: bool, background: bool, durable: bool = DURABLE) -> Ru
     return _checked(n, confirm, go)
 
 
+def _runs(ctx: Context, variants: dict[str, Callable[[], Run]]) -> dict[str, Series]:
+    """Alternate the variants against the broker: waiting for it when someone restarts it,
+    pausing between runs while it deletes the last queue."""
+    return alternate(
+        variants,
+        ctx.reps,
+        progress=ctx.log,
+        recover=lambda: wait_for("RabbitMQ", RABBITMQ),
+        settle=SETTLE,
+    )
+
+
 def legacy(ctx: Context, n: int) -> Run:
     def go(queue: str) -> float:
         answer = ctx.legacy_call(
@@ -297,7 +309,6 @@ def _background_analysis() -> str:
 def rabbit(ctx: Context) -> list[Table]:
     require("RabbitMQ", RABBITMQ)
     n = ctx.scale(20_000, 2_000)
-    reps = ctx.reps
     off = Table(
         "rabbit-off",
         "RabbitMQ, confirms off",
@@ -309,17 +320,14 @@ def rabbit(ctx: Context) -> list[Table]:
         "Messages per second; the queue's message count is checked after each repetition.",
     )
     ctx.log(f"RabbitMQ, confirms off, {n} messages")
-    s = alternate(
+    s = _runs(
+        ctx,
         {
             "raw": lambda: raw_blocking(n, confirm=False),
             "ours": lambda: ours(n, confirm=False, background=False),
             "ours bg": lambda: ours(n, confirm=False, background=True),
             "event-isc": lambda: legacy(ctx, n),
         },
-        reps,
-        progress=ctx.log,
-        recover=lambda: wait_for("RabbitMQ", RABBITMQ),
-        settle=SETTLE,
     )
     off.rows += [
         row("raw pika BlockingConnection, no confirms", s["raw"], rate=True),
@@ -360,17 +368,14 @@ def rabbit(ctx: Context) -> list[Table]:
         f"{WINDOW:,} messages in flight, acks counted with `multiple`.",
     )
     ctx.log(f"RabbitMQ, confirms on, {n} messages")
-    s = alternate(
+    s = _runs(
+        ctx,
         {
             "raw": lambda: raw_blocking(n, confirm=True),
             "ours": lambda: ours(n, confirm=True, background=False),
             "pipelined": lambda: raw_pipelined(n),
             "ours bg": lambda: ours(n, confirm=True, background=True),
         },
-        reps,
-        progress=ctx.log,
-        recover=lambda: wait_for("RabbitMQ", RABBITMQ),
-        settle=SETTLE,
     )
     on.rows += [
         row("raw pika BlockingConnection, confirm_delivery", s["raw"], rate=True),
@@ -416,15 +421,12 @@ def rabbit(ctx: Context) -> list[Table]:
         "machine.",
     )
     ctx.log(f"RabbitMQ, confirms on, durable queue, {n} messages")
-    s = alternate(
+    s = _runs(
+        ctx,
         {
             "pipelined": lambda: raw_pipelined(n, durable=True),
             "ours bg": lambda: ours(n, confirm=True, background=True, durable=True),
         },
-        reps,
-        progress=ctx.log,
-        recover=lambda: wait_for("RabbitMQ", RABBITMQ),
-        settle=SETTLE,
     )
     durable.rows += [
         row(f"raw pipelined SelectConnection ({WINDOW:,} in flight)", s["pipelined"], rate=True),
