@@ -6,12 +6,16 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 import eventisc
 
 from .receiver import Receiver
+
+if TYPE_CHECKING:
+    from .amqp import Broker
 
 #: In CI an unreachable service is a failure, never a skip.
 CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
@@ -48,6 +52,16 @@ def rabbitmq_url() -> str:
 def redis_url() -> str:
     require_service("Redis", REDIS_HOST, REDIS_PORT)
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/15"
+
+
+@pytest.fixture
+def broker(rabbitmq_url: str) -> Iterator[Broker]:
+    """A plain pika client on the test RabbitMQ; deletes the queues it named at the end."""
+    from .amqp import Broker
+
+    b = Broker(rabbitmq_url)
+    yield b
+    b.cleanup()
 
 
 @pytest.fixture

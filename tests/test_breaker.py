@@ -13,7 +13,8 @@ from eventisc import CircuitOpenError, ConfigError, ConnectError, DeliveryTimeou
 from eventisc.breaker import CircuitBreaker
 
 from . import kinds  # noqa: F401  (registers the test kinds)
-from .receiver import Response, dead_url
+from .faults import dead_url
+from .receiver import Response
 
 
 class Clock:

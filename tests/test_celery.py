@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import socket
-import struct
 import threading
 import time
 import uuid
@@ -45,6 +43,7 @@ from eventisc import (
 from eventisc.listeners.celery import CeleryListener, translate_error
 
 from .conftest import RABBITMQ_HOST, RABBITMQ_PORT, REDIS_HOST, REDIS_PORT, require_service
+from .faults import FaultRelay, free_port
 
 #: Queues each worker consumes; every test takes the ones it uses from this pool.
 QUEUES_PER_WORKER = 24
@@ -215,80 +214,6 @@ def listeners() -> Iterator[list[CeleryListener]]:
 
 def send(listener: CeleryListener, event_name: str, event_data: Any) -> str:
     return listener.deliver(listener.render(event_name, event_data))
-
-
-# -- a TCP proxy that can play a dead broker -------------------------------------------------
-
-
-class Proxy:
-    """Forwards TCP to a real broker; ``silent`` makes it a peer that never answers (a half-open
-    connection, a hung broker), ``reset()`` kills every connection (a broker restart)."""
-
-    def __init__(self, upstream: tuple[str, int]):
-        self.upstream = upstream
-        self.silent = False
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._server.accept()
-                upstream = None if self.silent else socket.create_connection(self.upstream, 5)
-            except OSError:
-                continue
-            with self._lock:
-                self._sockets += [client] if upstream is None else [client, upstream]
-            if upstream is not None:
-                threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        try:
-            while not self._closed:
-                ready, _, _ = select.select([a, b], [], [], 0.05)
-                if self.silent:
-                    continue  # hold the data: the peer never answers
-                for sock in ready:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    (b if sock is a else a).sendall(data)
-        except (OSError, ValueError):
-            return
-
-    def reset(self) -> None:
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self._closed = True
-        try:
-            self._server.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._server.close()
-        self.reset()
-
-    def url(self, broker: Broker) -> str:
-        if broker.name == "redis":
-            return f"redis://127.0.0.1:{self.port}/15"
-        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- delivering to a real worker --------------------------------------------------------------
@@ -498,7 +423,7 @@ def test_forked_child_opens_its_own_connection(broker, listeners):
     ids=["amqp", "redis"],
 )
 def test_broker_down_is_a_connect_error_within_the_timeout(url):
-    url = url.format(port=unused_port())
+    url = url.format(port=free_port())
     app = eventisc.create_app(
         listeners=[
             {
@@ -524,11 +449,16 @@ def test_broker_down_is_a_connect_error_within_the_timeout(url):
 
 def test_silent_broker_and_dead_pooled_connection_are_bounded(broker, listeners):
     # Given a listener whose pooled connection works...
-    proxy = Proxy(("127.0.0.1", RABBITMQ_PORT if broker.name == "rabbitmq" else REDIS_PORT))
+    proxy = FaultRelay(("127.0.0.1", RABBITMQ_PORT if broker.name == "rabbitmq" else REDIS_PORT))
+    url = (
+        f"redis://{proxy.address}/15"
+        if broker.name == "redis"
+        else f"amqp://guest:guest@{proxy.address}//"
+    )
     try:
         listener = celery_listener(
             None,
-            broker_url=proxy.url(broker),
+            broker_url=url,
             queue=broker.queue(),
             task_args=["{event_data}"],
             timeout=1.2,
@@ -536,15 +466,15 @@ def test_silent_broker_and_dead_pooled_connection_are_bounded(broker, listeners)
         listeners.append(listener)
         assert broker.sent(send(listener, "e", "before"))["args"] == ["before"]
         # ...when the broker stops answering (half-open connection, hung broker),
-        proxy.silent = True
+        proxy.mode = "stall"
         for _ in range(2):  # the pooled connection, then a new one that gets no answer
             started = time.monotonic()
             with pytest.raises((DeliveryTimeout, ConnectError)):
                 send(listener, "e", "lost")
             assert time.monotonic() - started < 3 * 1.2
         # ...and when it comes back after dropping every connection (a restart),
-        proxy.reset()
-        proxy.silent = False
+        proxy.reset_links()
+        proxy.mode = "forward"
         # then the next delivery reconnects and the task runs.
         assert broker.sent(send(listener, "e", "after"))["args"] == ["after"]
     finally:

@@ -20,7 +20,8 @@ from eventisc import QueueFull
 from eventisc.report import Delivery
 
 from . import kinds  # noqa: F401  (registers the test kinds)
-from .receiver import Receiver, Response, dead_url
+from .faults import dead_url
+from .receiver import Receiver, Response
 
 ROOT = Path(__file__).resolve().parent.parent
 

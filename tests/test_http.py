@@ -33,6 +33,7 @@ from eventisc import (
 )
 from eventisc.listeners.http import HttpListener, parse_retry_after, translate_error
 
+from .faults import free_port
 from .receiver import Response
 
 
@@ -46,13 +47,6 @@ def failure(app, event_name, data=None):
         app.trigger(event_name, data)
     assert len(info.value.failures) == 1
     return info.value.failures[0][1]
-
-
-def free_port():
-    """A port where nothing listens (bound then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- bodies, queries, headers --------------------------------------------------------------------

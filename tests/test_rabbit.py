@@ -1,19 +1,15 @@
 """The rabbit kind against a real RabbitMQ; messages are read back with a plain pika client.
 
-Some tests put a small TCP relay (:class:`Relay`) between the listener and RabbitMQ to freeze
-or cut the link: a real network fault on a real broker, pika itself is never patched.
+Some tests put a TCP relay (:class:`tests.faults.FaultRelay`) between the listener and RabbitMQ
+to stall or cut the link: a real network fault on a real broker, pika itself is never patched.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
-import select
-import socket
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pika
@@ -34,137 +30,15 @@ from eventisc.listeners import rabbit
 from eventisc.listeners.rabbit import ConfirmTimeout, RabbitListener, mask_url, translate_error
 from eventisc.pool import PoolTimeout
 
-from .conftest import RABBITMQ_HOST, RABBITMQ_PORT, rabbitmqctl
+from .amqp import Broker, rabbit_relay, relay_url
+from .conftest import rabbitmqctl
+from .faults import free_port
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-class Broker:
-    """A plain pika connection for the test's own declares, reads and clean-up."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.connection = pika.BlockingConnection(pika.URLParameters(url))
-        self.channel = self.connection.channel()
-        self.queues: list[str] = []
-        self.exchanges: list[str] = []
-
-    def name(self, kind: str = "q") -> str:
-        name = f"eventisc-test-{kind}-{uuid.uuid4().hex[:10]}"
-        (self.exchanges if kind == "x" else self.queues).append(name)
-        return name
-
-    def get(self, queue: str, count: int = 1, wait: float = 5.0) -> list[tuple[Any, Any, bytes]]:
-        """Read ``count`` messages from ``queue`` (waiting up to ``wait`` s for them)."""
-        got: list[tuple[Any, Any, bytes]] = []
-        deadline = time.monotonic() + wait
-        while len(got) < count and time.monotonic() < deadline:
-            method, properties, body = self.channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                self.connection.sleep(0.05)
-            else:
-                got.append((method, properties, body))
-        return got
-
-    def count(self, queue: str) -> int:
-        return self.channel.queue_declare(queue, passive=True).method.message_count
-
-    def exists(self, queue: str) -> bool:
-        channel = self.connection.channel()
-        try:
-            channel.queue_declare(queue, passive=True)
-        except pe.ChannelClosedByBroker:
-            return False
-        channel.close()
-        return True
-
-    def reconnect(self) -> None:
-        try:
-            self.connection.close()
-        except Exception:
-            pass
-        self.connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        self.channel = self.connection.channel()
-
-    def cleanup(self) -> None:
-        try:
-            self.reconnect()
-            for queue in self.queues:
-                self.channel.queue_delete(queue)
-            for exchange in self.exchanges:
-                self.channel.exchange_delete(exchange)
-            self.connection.close()
-        except Exception:
-            pass
-
-
-class Relay:
-    """A TCP relay to RabbitMQ that a test can freeze (stop forwarding) or cut."""
-
-    def __init__(self, port: int = 0):
-        self.server = socket.create_server(("127.0.0.1", port))
-        self.port = self.server.getsockname()[1]
-        self.frozen = threading.Event()
-        self.links: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT))
-            self.links += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        try:
-            while True:
-                ready, _, _ = select.select([a, b], [], [], 0.05)
-                if self.frozen.is_set():
-                    continue
-                for s in ready:
-                    data = s.recv(65536)
-                    if not data:
-                        raise OSError("closed")
-                    (b if s is a else a).sendall(data)
-        except (OSError, ValueError):
-            for s in (a, b):
-                s.close()
-
-    def cut(self) -> None:
-        links, self.links = self.links, []
-        for s in links:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.server.close()
-        self.cut()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def broker(rabbitmq_url: str) -> Iterator[Broker]:
-    b = Broker(rabbitmq_url)
-    yield b
-    b.cleanup()
-
-
 def make_app(url: str, **options: Any) -> App:
     return App("", [{"kind": "rabbit", "event_name": "user_created", "url": url, **options}])
-
-
-def relay_url(relay: Relay, query: str = "") -> str:
-    return f"amqp://guest:guest@127.0.0.1:{relay.port}/%2F{query}"
 
 
 # -- configuration and rendering (no broker) ------------------------------------------------
@@ -527,7 +401,7 @@ def test_app_starts_while_rabbitmq_is_down_and_delivers_once_it_is_up(broker: Br
     assert time.monotonic() - started < 2
     assert app.listeners[0].pool.stats().open == 0
     # When RabbitMQ answers on that port, the next trigger connects, declares and delivers.
-    relay = Relay(port)
+    relay = rabbit_relay(port)
     try:
         assert app.trigger("user_created", {"n": 2}) == 1
     finally:
@@ -544,7 +418,7 @@ def test_a_connection_cut_while_idle_is_replaced_by_the_retry(
     # No probe before reuse: the publish itself finds the connection dead, then retries once.
     monkeypatch.setattr(rabbit, "PROBE_AFTER", 3600.0)
     queue = broker.name()
-    relay = Relay()
+    relay = rabbit_relay()
     app = make_app(relay_url(relay), queue_kwargs={"queue": {"queue": queue}}, confirm=confirm)
     try:
         assert app.trigger("user_created", {"n": 1}) == 1
@@ -564,12 +438,12 @@ def test_a_connection_cut_while_idle_is_replaced_by_the_retry(
 
 def test_a_missing_confirm_is_a_timeout_not_a_hang(broker: Broker) -> None:
     queue = broker.name()
-    relay = Relay()
+    relay = rabbit_relay()
     app = make_app(relay_url(relay), queue_kwargs={"queue": {"queue": queue}}, timeout=1)
     app.raise_errors = True
     try:
         assert app.trigger("user_created", {}) == 1
-        relay.frozen.set()  # the broker never answers again on this link
+        relay.mode = "stall"  # the broker never answers again on this link
         started = time.monotonic()
         with pytest.raises(TriggerError) as info:
             app.trigger("user_created", {})
@@ -580,7 +454,7 @@ def test_a_missing_confirm_is_a_timeout_not_a_hang(broker: Broker) -> None:
         assert 0.9 < elapsed < 3  # one attempt: a timed-out message is not sent twice
         assert app.listeners[0].pool.stats().open == 0
     finally:
-        relay.frozen.clear()
+        relay.mode = "forward"
         app.close()
         relay.close()
 

@@ -1,7 +1,7 @@
 """The rabbit kind's pipelined publisher (``deliver_async``) against a real RabbitMQ.
 
 Messages are read back with a plain pika client. Faults are real: a TCP relay that a test cuts
-or freezes (from test_rabbit), a port nobody listens on; pika itself is never patched.
+or stalls (tests.faults), a port nobody listens on; pika itself is never patched.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from eventisc.errors import ConfigError, ConnectError, DeliveryTimeout, Rejected
 from eventisc.listeners import _rabbit_session
 from eventisc.listeners.rabbit import RabbitListener
 
-from .test_rabbit import Broker, Relay, free_port, relay_url
-from .test_rabbit import broker as broker  # noqa: F401  (the fixture)
+from .amqp import Broker, rabbit_relay, relay_url
+from .faults import FaultRelay, free_port
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -90,10 +90,9 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> None:
 
 
 @pytest.fixture
-def relay() -> Iterator[Relay]:
-    r = Relay()
+def relay() -> Iterator[FaultRelay]:
+    r = rabbit_relay()
     yield r
-    r.frozen.clear()
     r.close()
 
 
@@ -275,7 +274,7 @@ def test_a_declare_mismatch_is_rejected_and_not_retried_at_once(broker: Broker) 
 # -- faults ----------------------------------------------------------------------------------
 
 
-def test_a_connection_cut_mid_stream_loses_nothing(broker: Broker, relay: Relay) -> None:
+def test_a_connection_cut_mid_stream_loses_nothing(broker: Broker, relay: FaultRelay) -> None:
     # Given a stream of messages through a relay, when the link is cut halfway,
     # then each message is confirmed (and queued) or failed with ConnectError, and the next
     # messages go through a new connection.
@@ -303,14 +302,14 @@ def test_a_connection_cut_mid_stream_loses_nothing(broker: Broker, relay: Relay)
 
 
 def test_a_frozen_link_times_out_and_the_next_message_reconnects(
-    broker: Broker, relay: Relay
+    broker: Broker, relay: FaultRelay
 ) -> None:
     queue = broker.name()
     lst = listener(relay_url(relay), queue_kwargs={"queue": {"queue": queue}}, timeout=1)
     outcomes = Outcomes(12)
     send(lst, outcomes, range(1))
     wait_for(lambda: outcomes.resolved == 1)
-    relay.frozen.set()  # the broker never answers again on this link
+    relay.mode = "stall"  # the broker never answers again on this link
     started = time.monotonic()
     send(lst, outcomes, range(1, 11))
     wait_for(lambda: outcomes.resolved == 11, 5)
@@ -319,7 +318,7 @@ def test_a_frozen_link_times_out_and_the_next_message_reconnects(
     timeouts = outcomes.errors(DeliveryTimeout)
     assert set(timeouts) == set(range(1, 11))
     assert "did not confirm" in str(timeouts[1])
-    relay.frozen.clear()
+    relay.mode = "forward"
     send(lst, outcomes, range(11, 12))
     outcomes.wait()
     assert 11 in outcomes.confirmed()
@@ -393,14 +392,14 @@ def test_close_waits_for_the_confirms_it_is_owed(broker: Broker) -> None:
 
 
 def test_close_fails_what_stays_unconfirmed_and_the_listener_reconnects(
-    broker: Broker, relay: Relay
+    broker: Broker, relay: FaultRelay
 ) -> None:
     queue = broker.name()
     lst = listener(relay_url(relay), queue_kwargs={"queue": {"queue": queue}}, timeout=5)
     outcomes = Outcomes(7)
     send(lst, outcomes, range(1))
     wait_for(lambda: outcomes.resolved == 1)
-    relay.frozen.set()
+    relay.mode = "stall"
     send(lst, outcomes, range(1, 6))
     started = time.monotonic()
     assert lst._pipeline is not None
@@ -410,14 +409,14 @@ def test_close_fails_what_stays_unconfirmed_and_the_listener_reconnects(
     failed = outcomes.errors(ConnectError)
     assert set(failed) == set(range(1, 6))
     assert "closed before the broker confirmed" in str(failed[1])
-    relay.frozen.clear()
+    relay.mode = "forward"
     send(lst, outcomes, range(6, 7))
     outcomes.wait()
     assert 6 in outcomes.confirmed()
     lst.close()
 
 
-def test_the_window_bounds_what_is_in_flight_and_waiting(broker: Broker, relay: Relay) -> None:
+def test_the_window_bounds_what_is_in_flight_and_waiting(broker: Broker, relay: FaultRelay) -> None:
     # Given a frozen link and a window of 5 (10 may wait), the 16th message waits for room,
     # then fails: publish never piles up messages without bound.
     queue = broker.name()
@@ -426,7 +425,7 @@ def test_the_window_bounds_what_is_in_flight_and_waiting(broker: Broker, relay: 
     outcomes = Outcomes(17)
     send(lst, outcomes, range(1))
     wait_for(lambda: outcomes.resolved == 1)
-    relay.frozen.set()
+    relay.mode = "stall"
     send(lst, outcomes, range(1, 16))
     session = lst._pipeline._session  # type: ignore[union-attr]
     assert session is not None and len(session.inflight) == 5
@@ -439,7 +438,7 @@ def test_the_window_bounds_what_is_in_flight_and_waiting(broker: Broker, relay: 
     assert set(outcomes.errors(DeliveryTimeout)) | set(outcomes.errors(ConnectError)) == set(
         range(1, 17)
     )
-    relay.frozen.clear()
+    relay.mode = "forward"
     lst.close()
 
 
