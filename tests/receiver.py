@@ -38,17 +38,25 @@ class Response:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    #: The body is sent this many times over: a large body without holding it in memory.
+    repeat: int = 1
+    #: Seconds between the bytes of the body (the status and headers go at once).
+    trickle: float = 0.0
+    #: Informational answers, (status, headers), sent before the final one.
+    informational: list[tuple[int, dict[str, str]]] = field(default_factory=list)
 
 
 class Receiver:
     """Answers every request with the next scripted :class:`Response` (default 200 ``ok``).
 
     ``requests`` lists what arrived; ``connections`` the distinct client (host, port) pairs,
-    so a test can check keep-alive.
+    so a test can check keep-alive; ``sent`` the body bytes written for each answer, once
+    written or once the client stopped reading.
     """
 
     def __init__(self, port: int = 0) -> None:
         self.requests: list[Request] = []
+        self.sent: list[int] = []
         self.script: deque[Response] = deque()
         self.default = Response()
         self._cond = threading.Condition()
@@ -83,14 +91,37 @@ class Receiver:
                     receiver._cond.notify_all()
                 if resp.delay:
                     time.sleep(resp.delay)
+                for status, headers in resp.informational:
+                    self.send_response_only(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
                 self.send_response(resp.status)
                 for k, v in resp.headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(resp.body)))
+                self.send_header("Content-Length", str(len(resp.body) * resp.repeat))
                 self.end_headers()
-                self.wfile.write(resp.body)
+                if self.command != "HEAD":
+                    self._write_body(resp)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+            def _write_body(self, resp: Response) -> None:
+                sent = 0
+                try:
+                    for _ in range(resp.repeat):
+                        if not resp.trickle:
+                            self.wfile.write(resp.body)
+                            sent += len(resp.body)
+                            continue
+                        for i in range(len(resp.body)):
+                            self.wfile.write(resp.body[i : i + 1])
+                            sent += 1
+                            time.sleep(resp.trickle)
+                finally:
+                    with receiver._cond:
+                        receiver.sent.append(sent)
+                        receiver._cond.notify_all()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
         class Server(ThreadingHTTPServer):
             def handle_error(self, request: Any, client_address: Any) -> None:
@@ -120,6 +151,13 @@ class Receiver:
             if not self._cond.wait_for(lambda: len(self.requests) >= count, timeout):
                 raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
             return list(self.requests)
+
+    def wait_sent(self, count: int, timeout: float = 10.0) -> list[int]:
+        """Wait until ``count`` answers have been written (or abandoned by their client)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.sent) >= count, timeout):
+                raise AssertionError(f"expected {count} answers written, got {len(self.sent)}")
+            return list(self.sent)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -29,25 +29,12 @@ from eventisc import (
     DeliveryTimeout,
     HTTPStatusError,
     TemplateError,
-    TriggerError,
 )
 from eventisc.listeners.http import HttpListener, parse_retry_after, translate_error
 
 from .faults import free_port
 from .receiver import Response
-
-
-def http(url, event_name="e", **options):
-    return {"kind": "http", "event_name": event_name, "url": url, **options}
-
-
-def failure(app, event_name, data=None):
-    """Trigger with raise_errors on and return the single failure's exception."""
-    with pytest.raises(TriggerError) as info:
-        app.trigger(event_name, data)
-    assert len(info.value.failures) == 1
-    return info.value.failures[0][1]
-
+from .support import failure, http
 
 # -- bodies, queries, headers --------------------------------------------------------------------
 
@@ -521,6 +508,10 @@ def test_a_forked_child_opens_its_own_connection(receiver):
         (OSError(113, "No route to host"), ConnectError),
         (OSError("Could not find a suitable TLS CA certificate bundle"), DeliveryError),
         (TimeoutError("timed out"), DeliveryTimeout),
+        (urllib3.exceptions.LocationParseError("'h..x', label empty or too long"), DeliveryError),
+        # Not a driver error: requests (or an auth object) failing on a value it was given.
+        (OverflowError("timestamp out of range for platform time_t"), DeliveryError),
+        (TypeError("expected string or bytes-like object"), DeliveryError),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v.__name__,
 )

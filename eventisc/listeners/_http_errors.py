@@ -18,8 +18,10 @@ __all__ = ["EXCERPT_CHARS", "drain", "is_transport_error", "parse_retry_after", 
 
 #: Characters of a failing response's body quoted in the error.
 EXCERPT_CHARS = 200
-#: A failing response's body is read to the end (to reuse the connection) up to this size.
-DRAIN_LIMIT = 64 * 1024
+#: Bytes kept of a body for that excerpt (a character may take up to 4).
+_EXCERPT_BYTES = EXCERPT_CHARS * 4
+#: Bytes of a body read at a time.
+CHUNK = 8192
 
 _POOL_PREFIX = re.compile(r"^\w+\(host=[^)]*\): ")
 
@@ -60,6 +62,16 @@ _TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[DeliveryError],
         "could not connect or the connection broke",
     ),
     ((requests.TooManyRedirects,), DeliveryError, "too many redirects"),
+    (
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            urllib3.exceptions.LocationValueError,
+        ),
+        DeliveryError,
+        "the URL cannot be sent",
+    ),
     ((requests.RequestException, urllib3.exceptions.HTTPError), DeliveryError, ""),
 )
 
@@ -73,8 +85,14 @@ def translate_error(
 
     Timeouts are :class:`DeliveryTimeout`; failures to connect or a connection lost mid-way
     (refused, reset, DNS, proxy) :class:`ConnectError`; anything else (TLS, redirects, a bad
-    URL) :class:`DeliveryError`, which retrying will not fix.
+    URL) :class:`DeliveryError`, which retrying will not fix. Any other exception (requests
+    or an auth object failing on a value it was given) is a :class:`DeliveryError` too.
     """
+    if not is_transport_error(exc):
+        return DeliveryError(
+            f"{where}: unexpected {type(exc).__name__} while sending (check the listener's "
+            f"settings): {_reason(exc)}"
+        )
     matched = exc
     inner = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
     inner = getattr(inner, "reason", inner)  # a MaxRetryError carries the real error
@@ -138,16 +156,26 @@ def parse_retry_after(value: str | None, now: datetime.datetime | None = None) -
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def drain(response: requests.Response) -> str:
-    """Read the body (so the connection can be reused); return its start as one line."""
+def drain(response: requests.Response, limit: int) -> str:
+    """Read the body, ``limit`` bytes of it at most; return its start as one line.
+
+    A body read to its end leaves the connection reusable. A longer one is left unread:
+    closing the response then drops the connection, which is cheaper than reading on (and a
+    receiver cannot make eventisc read an endless body). Raises what urllib3 raises when
+    reading fails.
+    """
+    raw = response.raw
     kept = bytearray()
     total = 0
-    for chunk in response.iter_content(8192):
-        if len(kept) < EXCERPT_CHARS * 4:
-            kept += chunk[: EXCERPT_CHARS * 4 - len(kept)]
+    while total <= limit:  # one byte past the limit tells a longer body from one that fits
+        chunk = raw.read(min(CHUNK, limit + 1 - total), decode_content=True)
+        if not chunk:
+            break
         total += len(chunk)
-        if total > DRAIN_LIMIT:
-            break  # closing an unread response drops its connection: cheaper than reading on
+        if len(kept) < _EXCERPT_BYTES:
+            kept += chunk[: _EXCERPT_BYTES - len(kept)]
+        if raw.closed:
+            break  # all of it came in (and the connection went back to the pool)
     try:
         text = kept.decode(response.encoding or "utf-8", "replace")
     except LookupError:

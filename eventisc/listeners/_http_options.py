@@ -4,27 +4,36 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import importlib.util
 import os
 import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from ..errors import ConfigError, TemplateError
+from ..settings import count_option, seconds_option
 from ..template import has_fields, split_fields
 from .base import mask_url
 
 __all__ = [
+    "MAX_SECONDS",
+    "PASSED",
     "check_header_name",
     "check_url",
+    "check_url_start",
     "environment_settings",
+    "form_encode",
     "form_pairs",
     "may_be_mapping",
+    "parse_byte_count",
+    "parse_seconds",
     "parse_statuses",
     "parse_timeout",
     "requests_options",
     "set_header",
+    "url_problem",
 ]
 
 #: requests_kwargs the listener controls itself, with what to write instead.
@@ -38,8 +47,24 @@ _CONTROLLED = {
     "stream": "the listener reads every response itself",
 }
 #: requests_kwargs passed on to requests.
-PASSED = ("headers", "auth", "verify", "cert", "allow_redirects", "proxies", "cookies")
+PASSED = ("headers", "auth", "verify", "cert", "proxies", "cookies")
+#: requests_kwargs that are another name for a listener option (the listener reads them).
+ALIASES = {"timeout": "timeout", "allow_redirects": "follow_redirects"}
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: Never valid in a URL. urllib.parse drops tabs and line breaks without a word and requests
+#: percent-encodes the rest: a value holding one is an error to report, not to repair.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPACE = re.compile(r"\s")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: An IPv6 address (perhaps with a port) written without the brackets a URL needs.
+_BARE_IPV6 = re.compile(r"[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*")
+#: The scheme and authority at the start of a url (up to the path, query or a template field).
+_AUTHORITY = re.compile(r"[^:/?#{]*://[^/?#{]*")
+#: What a header value cannot hold: it would end the header (or the C string) early.
+_BREAK = re.compile(r"[\r\n\x00]")
+#: The longest duration accepted, a day: a longer one is a mistake (milliseconds?), and a far
+#: longer one overflows the socket layer (an OverflowError on every event).
+MAX_SECONDS = 86400.0
 
 
 def check_header_name(name: Any, path: str) -> None:
@@ -51,18 +76,80 @@ def check_url(
     url: str,
     error: type[ConfigError] | type[TemplateError],
     path: str,
+    *,
     scheme_only: bool = False,
+    full: bool = False,
 ) -> None:
+    """Raise ``error`` (a :class:`ConfigError` at ``path``, or a :class:`TemplateError`) when
+    ``url`` is not an http(s) URL that can be sent.
+
+    ``scheme_only`` checks only the scheme (the start of a templated url); ``full`` also
+    prepares the url as requests will when sending (slower: for urls checked once, at load).
+    """
+    problem = url_problem(url, scheme_only)
+    if problem is None and full:
+        problem = _requests_problem(url)
+    if problem is None:
+        return
+    message = f"url {mask_url(url)!r} {problem}"
+    if error is ConfigError:
+        raise ConfigError(message, path)
+    raise TemplateError(message)
+
+
+def check_url_start(url: str) -> None:
+    """Check what a templated url fixes at load: no control character anywhere, the scheme,
+    and the host and port when they end before the first field. Raises :class:`ConfigError`."""
+    if _CONTROL.search(url):
+        check_url(url, ConfigError, "url")  # reports the control character
+    start = url.split("{", 1)[0]
+    match = _AUTHORITY.match(start)
+    if match is not None and match.end() < len(start):
+        check_url(match.group() + "/", ConfigError, "url", full=True)
+    elif "://" in start:
+        check_url(start, ConfigError, "url", scheme_only=True)
+
+
+def url_problem(url: str, scheme_only: bool = False) -> str | None:
+    """What makes ``url`` unusable as an http(s) URL, or None. Cheap: run on every render of
+    a templated url."""
+    if _CONTROL.search(url):
+        return "holds a control character (a line break, tab or NUL); URL-encode such values"
+    if _SURROGATE.search(url):
+        return "holds a lone surrogate (as from a bad decode), which is no text to send"
     try:
         parts = urlsplit(url)
-        ok = parts.scheme.lower() in ("http", "https") and (scheme_only or bool(parts.hostname))
-    except ValueError:
-        ok = False
-    if not ok:
-        message = f"url {mask_url(url)!r} is not an http:// or https:// URL with a host"
-        if error is ConfigError:
-            raise ConfigError(message, path)
-        raise TemplateError(message)
+        if parts.scheme.lower() not in ("http", "https"):
+            return "is not an http:// or https:// URL with a host"
+        if scheme_only:
+            return None
+        if _BARE_IPV6.fullmatch(parts.netloc.rpartition("@")[2]):
+            return "holds an IPv6 address without brackets: write it as http://[::1]:8080/"
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # a bad port, or unbalanced brackets
+        return f"has a bad host or port ({exc}); a port is a number from 1 to 65535"
+    if not host:
+        return "is not an http:// or https:// URL with a host"
+    if port == 0:
+        return "has port 0; a port is a number from 1 to 65535"
+    if _SPACE.search(host):
+        return f"has a space in its host {host!r}"
+    return None
+
+
+def _requests_problem(url: str) -> str | None:
+    """What requests (or urllib3, when connecting) would refuse in ``url``, found now."""
+    from requests.exceptions import RequestException
+    from requests.models import PreparedRequest
+
+    try:
+        prepared = PreparedRequest()
+        prepared.prepare_url(url, None)
+        host = urlsplit(str(prepared.url)).hostname or ""
+        host.encode("idna")  # as urllib3 does before connecting: empty or too long labels
+    except (RequestException, ValueError) as exc:  # UnicodeError and LocationParseError too
+        return f"is not a valid URL: {mask_url(str(exc))}"
+    return None
 
 
 def may_be_mapping(data: Any) -> bool:
@@ -75,6 +162,20 @@ def may_be_mapping(data: Any) -> bool:
             return True  # the template compiler reports it with its path
         return len(parts) == 1 and not isinstance(parts[0], str)
     return False
+
+
+def form_encode(value: Any, what: str) -> str:
+    """``value`` (a rendered mapping) as ``application/x-www-form-urlencoded`` text, as for a
+    form body or a query string. Raises :class:`TemplateError` naming what cannot be encoded.
+    """
+    try:
+        return urlencode(form_pairs(value, what))
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        raise TemplateError(
+            f"cannot encode {what}: {bad!r} cannot be encoded as UTF-8 (a lone surrogate, as "
+            "from a bad decode); fix the data or replace it"
+        ) from None
 
 
 def form_pairs(value: Any, what: str) -> list[tuple[str, str]]:
@@ -113,29 +214,58 @@ def _form_text(value: Any, path: str) -> str | None:
 
 
 def set_header(headers: dict[str, str], name: str, value: Any) -> None:
+    """Set a rendered header (None leaves it out); :class:`TemplateError` for a value that
+    cannot be sent."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise TemplateError(f"header {name} renders to a {type(value).__name__}, not text")
     text = str(value)
-    if any(c in text for c in "\r\n\0"):
-        raise TemplateError(f"header {name} renders to text with a line break")
+    problem = _header_problem(text)
+    if problem is not None:
+        raise TemplateError(f"header {name} renders to text with {problem}")
     for existing in [k for k in headers if k.lower() == name.lower()]:
         del headers[existing]
     headers[name] = text
 
 
-def parse_timeout(value: Any, path: str) -> float | tuple[float, float]:
-    def seconds(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ConfigError(
-                f"timeout must be seconds > 0 or [connect, read] seconds, not {value!r}", path
+def _header_problem(text: str) -> str | None:
+    if _BREAK.search(text):
+        return "a line break"
+    if not text.isascii():
+        try:
+            text.encode("latin-1")  # what http.client sends a header value as
+        except UnicodeEncodeError:
+            return (
+                "characters outside latin-1, which HTTP headers cannot carry; "
+                "percent-encode the value or send it in the body"
             )
-        return float(v)
+    return None
 
+
+def parse_seconds(value: Any, path: str) -> float:
+    """``value`` as seconds: a finite number > 0, at most :data:`MAX_SECONDS`; else
+    :class:`ConfigError` at ``path``."""
+    return seconds_option(value, path, maximum=MAX_SECONDS)
+
+
+def parse_timeout(value: Any, path: str) -> float | tuple[float, float]:
+    """``timeout`` (seconds, or [connect, read] seconds) as requests takes it.
+
+    Raises :class:`ConfigError` at ``path`` for anything but finite seconds > 0 (at most a day).
+    """
     if isinstance(value, (list, tuple)) and len(value) == 2:
-        return (seconds(value[0]), seconds(value[1]))
-    return seconds(value)
+        return (parse_seconds(value[0], path), parse_seconds(value[1], path))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(
+            f"timeout must be seconds > 0 or [connect, read] seconds, not {value!r}", path
+        )
+    return parse_seconds(value, path)
+
+
+def parse_byte_count(value: Any, path: str) -> int:
+    """``value`` as a number of bytes (a whole number >= 0); else :class:`ConfigError`."""
+    return count_option(value, path)
 
 
 #: The default success statuses (shared: every listener would otherwise hold its own copy).
@@ -165,7 +295,12 @@ def parse_statuses(value: Any) -> frozenset[int]:
 
 
 def requests_options(options: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
-    """Split requests_kwargs into constant headers and the keywords passed to requests."""
+    """Split requests_kwargs (without its aliases) into constant headers and the keywords
+    passed to requests.
+
+    Every value is checked here, at load, so that requests never meets a setting it fails on
+    while sending. Raises :class:`ConfigError` at ``requests_kwargs.<key>``.
+    """
     for key in options:
         if key in _CONTROLLED:
             raise ConfigError(
@@ -176,36 +311,107 @@ def requests_options(options: dict[str, Any]) -> tuple[dict[str, str], dict[str,
         if key not in PASSED:
             raise ConfigError(
                 f"unknown requests option {key!r} (requests_kwargs take: "
-                f"{', '.join((*PASSED, 'timeout'))})",
+                f"{', '.join((*PASSED, *ALIASES))})",
                 f"requests_kwargs.{key}",
             )
-    headers = options.pop("headers", None) or {}
+    static = _static_headers(options.pop("headers", None) or {})
+    for key, check in _CHECKS.items():
+        if options.get(key) is not None:
+            options[key] = check(options[key], f"requests_kwargs.{key}")
+    return static, options
+
+
+def _static_headers(headers: Any) -> dict[str, str]:
     if not isinstance(headers, Mapping):
         raise ConfigError("must be a mapping of header names to text", "requests_kwargs.headers")
     static: dict[str, str] = {}
     for name, value in headers.items():
         check_header_name(name, "requests_kwargs.headers")
+        path = f"requests_kwargs.headers.{name}"
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"header {name} must be text", f"requests_kwargs.headers.{name}")
+            raise ConfigError(f"header {name} must be text", path)
+        problem = _header_problem(str(value))
+        if problem is not None:
+            raise ConfigError(f"header {name} holds {problem}", path)
         static[name] = str(value)
-    auth = options.get("auth")
-    if isinstance(auth, (list, tuple)):
-        # YAML has no tuples; requests wants (user, password).
-        if len(auth) != 2 or not all(isinstance(a, (str, int)) for a in auth):
-            raise ConfigError("auth must be [user, password]", "requests_kwargs.auth")
-        options["auth"] = (str(auth[0]), str(auth[1]))
-    elif auth is not None and not callable(auth):
+    return static
+
+
+def _auth(auth: Any, path: str) -> Any:
+    if callable(auth):
+        return auth  # a requests auth object, from Python
+    # YAML has no tuples; requests wants (user, password).
+    if not isinstance(auth, (list, tuple)) or len(auth) != 2:
+        raise ConfigError("auth must be [user, password] or a requests auth object", path)
+    if not all(isinstance(a, (str, int)) and not isinstance(a, bool) for a in auth):
+        raise ConfigError("auth must be [user, password]", path)
+    user, password = str(auth[0]), str(auth[1])
+    try:
+        (user + password).encode("latin-1")  # what requests encodes Basic credentials as
+    except UnicodeEncodeError:
         raise ConfigError(
-            "auth must be [user, password] or a requests auth object", "requests_kwargs.auth"
-        )
-    cert = options.get("cert")
-    if isinstance(cert, (list, tuple)):
-        if len(cert) != 2:
+            "Basic auth credentials must be latin-1 text (requests encodes them so)", path
+        ) from None
+    return (user, password)
+
+
+def _verify(verify: Any, path: str) -> Any:
+    if not isinstance(verify, (bool, str)):
+        raise ConfigError(f"verify must be true, false or a CA bundle path, not {verify!r}", path)
+    return verify
+
+
+def _cert(cert: Any, path: str) -> Any:
+    if isinstance(cert, str):
+        return cert
+    if isinstance(cert, (list, tuple)) and len(cert) == 2 and all(isinstance(c, str) for c in cert):
+        return tuple(cert)
+    raise ConfigError("cert must be a file or [cert file, key file]", path)
+
+
+def _proxies(proxies: Any, path: str) -> dict[str, str]:
+    if not isinstance(proxies, Mapping):
+        raise ConfigError("proxies must be a mapping of scheme (http, https) to proxy URL", path)
+    for key, proxy in proxies.items():
+        where = f"{path}.{key}"
+        if not isinstance(proxy, str):
+            raise ConfigError(f"a proxy is a URL (text), not {proxy!r}", where)
+        if key == "no_proxy":
+            continue  # hosts, not a URL
+        scheme, sep, rest = proxy.partition("://")
+        if not sep:
+            scheme, rest = "http", proxy  # requests reads a bare host:port as http://
+        if scheme.lower().startswith("socks") and importlib.util.find_spec("socks") is None:
+            raise ConfigError("a SOCKS proxy needs PySocks: pip install 'requests[socks]'", where)
+        problem = url_problem(f"http://{rest}")  # the host and port, whatever the scheme
+        if problem is not None:
+            raise ConfigError(f"proxy {mask_url(proxy)!r}: the URL {problem}", where)
+    return dict(proxies)
+
+
+def _cookies(cookies: Any, path: str) -> dict[str, str]:
+    if not isinstance(cookies, Mapping):
+        raise ConfigError("cookies must be a mapping of names to text", path)
+    for name, value in cookies.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise ConfigError(f"{name!r} is not a valid cookie name", path)
+        text_ok = isinstance(value, str) and _header_problem(value) is None
+        if not text_ok or _CONTROL.search(value) or ";" in value:
             raise ConfigError(
-                "cert must be a file or [cert file, key file]", "requests_kwargs.cert"
+                f"cookie {name} must be latin-1 text without control characters or `;`",
+                f"{path}.{name}",
             )
-        options["cert"] = tuple(cert)
-    return static, options
+    return dict(cookies)
+
+
+#: The requests_kwargs checked at load, with their check.
+_CHECKS = {
+    "auth": _auth,
+    "verify": _verify,
+    "cert": _cert,
+    "proxies": _proxies,
+    "cookies": _cookies,
+}
 
 
 def environment_settings(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
