@@ -7,12 +7,16 @@ to stall or cut the link: a real network fault on a real broker, pika itself is 
 from __future__ import annotations
 
 import inspect
+import math
 import os
+import socket
+import ssl
 import threading
 import time
 from typing import Any
 
 import pika
+import pika.adapters.utils.connection_workflow as cw
 import pika.exceptions as pe
 import pytest
 
@@ -171,6 +175,253 @@ def test_translate_error_covers_every_pika_exception() -> None:
     assert type(translate_error(PoolTimeout("busy"), "h:1", timeout=2)) is DeliveryTimeout
     assert type(translate_error(ConnectionResetError(), "h:1")) is ConnectError
     assert type(translate_error(RuntimeError("?"), "h:1")) is DeliveryError
+
+
+def _workflow_errors() -> dict[type[BaseException], tuple[BaseException, type, str]]:
+    """One instance of each error pika's connection workflow raises or reports, with the
+    eventisc error it must become and a text its message must hold."""
+    timeout = cw.AMQPConnectorStackTimeout
+    refused = ConnectionRefusedError(111, "Connection refused")
+    return {
+        cw.AMQPConnectorException: (cw.AMQPConnectorException("?"), ConnectError, "cannot"),
+        cw.AMQPConnectorStackTimeout: (
+            timeout("Timeout during AMQP handshake'h'/(...); ssl=False"),
+            ConnectError,
+            "accepted the TCP connection but did not complete the AMQP handshake within 3s",
+        ),
+        cw.AMQPConnectorAborted: (cw.AMQPConnectorAborted(), ConnectError, "aborted"),
+        cw.AMQPConnectorWrongState: (cw.AMQPConnectorWrongState("?"), DeliveryError, "Wrong"),
+        cw.AMQPConnectorPhaseErrorBase: (
+            cw.AMQPConnectorPhaseErrorBase(refused),
+            ConnectError,
+            "Connection refused",
+        ),
+        cw.AMQPConnectorSocketConnectError: (
+            cw.AMQPConnectorSocketConnectError(timeout("Timeout while connecting socket to")),
+            ConnectError,
+            "no TCP connection within 3s",
+        ),
+        cw.AMQPConnectorTransportSetupError: (
+            cw.AMQPConnectorTransportSetupError(timeout("Timeout while setting up transport")),
+            ConnectError,
+            "did not complete the TLS handshake within 3s",
+        ),
+        cw.AMQPConnectorAMQPHandshakeError: (
+            cw.AMQPConnectorAMQPHandshakeError(pe.ProbableAuthenticationError("?")),
+            Rejected,
+            "refused the login",
+        ),
+        cw.AMQPConnectionWorkflowAborted: (
+            cw.AMQPConnectionWorkflowAborted(),
+            ConnectError,
+            "aborted",
+        ),
+        cw.AMQPConnectionWorkflowWrongState: (
+            cw.AMQPConnectionWorkflowWrongState(),
+            DeliveryError,
+            "Wrong",
+        ),
+        cw.AMQPConnectionWorkflowFailed: (
+            cw.AMQPConnectionWorkflowFailed([refused, socket.gaierror(-2, "Name not known")]),
+            ConnectError,
+            "cannot connect to RabbitMQ at h:5672: [Errno -2] Name not known",
+        ),
+    }
+
+
+def test_translate_error_covers_every_error_of_pikas_connection_workflow() -> None:
+    # A connect that did not complete (refused, timed out in the TCP, TLS or AMQP phase) is
+    # transient; a refused login stays Rejected; pika's own state errors are not transient.
+    expected = _workflow_errors()
+    known = {
+        cls
+        for _, cls in inspect.getmembers(cw, inspect.isclass)
+        if issubclass(cls, BaseException) and cls.__module__ == cw.__name__
+    }
+    assert known - set(expected) == set(), "a connection-workflow error without a decision"
+    for cls, (exc, error_cls, text) in expected.items():
+        error = translate_error(exc, "h:5672", timeout=3)
+        assert type(error) is error_cls, (cls, error)
+        assert text in str(error), (cls, str(error))
+
+    # How each connection reports it: BlockingConnection raises the phase's own error, a
+    # SelectConnection wraps it in a failed workflow (and a refused TCP connect once more).
+    stalled = cw.AMQPConnectorStackTimeout("Timeout while setting up transport to 'h'")
+    for exc in (
+        stalled,
+        cw.AMQPConnectionWorkflowFailed([cw.AMQPConnectorTransportSetupError(stalled)]),
+        pe.AMQPConnectionError(
+            cw.AMQPConnectionWorkflowFailed([cw.AMQPConnectorSocketConnectError(stalled)])
+        ),
+    ):
+        error = translate_error(exc, "h:5671", timeout=2)
+        assert type(error) is ConnectError and "TLS handshake within 2s" in str(error), exc
+    aborted = pe.ConnectionOpenAborted(
+        "Connection.close() called before connection finished opening: prev_state=PROTOCOL "
+        "(320): \"Timeout while setting up AMQP to 'h'/(...); ssl=False\""
+    )  # how a SelectConnection ends an AMQP handshake that timed out
+    error = translate_error(aborted, "h:5672", timeout=1)
+    assert type(error) is ConnectError and "AMQP handshake within 1s" in str(error)
+    empty = translate_error(cw.AMQPConnectionWorkflowFailed([]), "h:5672")
+    assert type(empty) is ConnectError
+
+
+def test_translate_error_decides_every_tls_error() -> None:
+    # A TLS link that breaks is transient; a TLS setup that fails (a bad certificate, TLS
+    # spoken to a plain AMQP port) fails the same way next time: not retried.
+    expected = {
+        ssl.SSLError: (DeliveryError, "is it a TLS port?"),
+        ssl.SSLCertVerificationError: (DeliveryError, "ca_certs"),
+        ssl.SSLWantReadError: (DeliveryError, "TLS with RabbitMQ at h:5671 failed"),
+        ssl.SSLWantWriteError: (DeliveryError, "TLS with RabbitMQ at h:5671 failed"),
+        ssl.SSLEOFError: (ConnectError, "h:5671"),
+        ssl.SSLZeroReturnError: (ConnectError, "h:5671"),
+        ssl.SSLSyscallError: (ConnectError, "h:5671"),
+    }
+    known = {
+        cls for cls in vars(ssl).values() if isinstance(cls, type) and issubclass(cls, ssl.SSLError)
+    }
+    assert known - set(expected) == set(), "a TLS error without a decision"
+    for cls, (error_cls, text) in expected.items():
+        error = translate_error(cls(1, "detail"), "h:5671")
+        assert type(error) is error_cls and text in str(error), (cls, str(error))
+    # As BlockingConnection raises it for amqps:// to a plain port, and as a SelectConnection
+    # reports it:
+    plain = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    setup = cw.AMQPConnectionWorkflowFailed([cw.AMQPConnectorTransportSetupError(plain)])
+    for exc in (plain, setup):
+        error = translate_error(exc, "h:5672")
+        assert type(error) is DeliveryError and "WRONG_VERSION_NUMBER" in str(error)
+
+
+def test_amqps_to_a_plain_port_is_not_retried(rabbitmq_url: str) -> None:
+    url = rabbitmq_url.replace("amqp://", "amqps://")  # RabbitMQ's plain AMQP port
+    listener = RabbitListener("x", url, publish_kwargs={"routing_key": "q"}, timeout=5)
+    with pytest.raises(DeliveryError) as info:
+        listener.deliver(listener.render("x", {}))
+    assert type(info.value) is DeliveryError and not info.value.transient
+    assert "is it a TLS port?" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("localhost", "must start with amqp:// or amqps://"),
+        ("amqp:localhost", "must start with amqp:// or amqps://"),
+        ("localhost:5672", "must start with amqp:// or amqps://"),
+        ("http://guest:secret@h/", "must start with amqp:// or amqps://"),
+        ("redis://h:6379/0", "must start with amqp:// or amqps://"),
+        ("amqp:///%2F", "has no host"),
+        ("amqp://guest:secret@:5672/%2F", "has no host"),
+        ("amqp://guest:secret@h:99999/", "port is a number from 1 to 65535"),
+        ("amqp://guest:secret@h:0/", "port is a number from 1 to 65535"),
+        ("amqp://guest:secret@h:port/", "port is a number from 1 to 65535"),
+        ("amqp://guest:secret@[::1/", "IPv6 host in brackets"),
+        ("amqp://guest:secret@::1/", "IPv6 host in brackets"),
+        ("amqp://guest:secret@h/%ZZ", "not a percent-escape"),
+        ("amqp://guest:secret@h/a/b", "one segment"),
+        ("amqp://guest@h/", "no password"),
+        ("amqp://guest:sec#ret@h/", "percent-encode it (%23)"),
+        ("amqp://guest:secret@h /", "a space or a control character"),
+        ("amqp://guest:secret@h/?heartbeat=often", "heartbeat"),
+        ("amqp://guest:secret@h/?heartbeat=70000", "heartbeat must be 0 to 65535"),
+        ("amqp://guest:secret@h/?heartbeat=1&heartbeat=2", "exactly one value"),
+        ("amqp://guest:secret@h/?colour=red", "Unknown URL parameter"),
+        ("amqp://guest:secret@h/?socket_timeout=nan", "socket_timeout must be a finite"),
+        ("amqp://guest:secret@h/?stack_timeout=inf", "stack_timeout must be a finite"),
+        ("amqp://guest:secret@h/?blocked_connection_timeout=nan", "must be a finite"),
+        ("amqp://guest:secret@h/?ssl_options={", "ssl_options: it must be a Python dict"),
+        ("amqps://guest:secret@h/?ssl_options=[1]", "ssl_options: it must be a Python dict"),
+        ("amqps://guest:secret@h/?ssl_options=None", "inconsistent with the specified amqps"),
+        ("amqps://guest:secret@h/?ssl_options={'ca_certs':'/nowhere/ca.pem'}",
+         "query option ssl_options: ca_certs: no such file '/nowhere/ca.pem'"),
+        ("amqps://guest:secret@h/?ssl_options={'protocol':99}", "unsupported protocol"),
+        ("amqp://guest:secret@h/?tcp_options={", "tcp_options: it must be a Python dict"),
+        ("amqp://guest:secret@h/?tcp_options=1", "tcp_options: it must be a Python dict"),
+        ("amqp://guest:secret@h/?client_properties=" + "(" * 100_000, "client_properties"),
+        ("amqp://guest:secret@h/?frame_max=1", "Frame Size"),
+        ("amqp://guest:secret@h/?channel_max=0", "channel_max"),
+    ],
+)  # fmt: skip
+def test_a_bad_url_is_a_config_error_naming_the_url(url: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        RabbitListener("x", url, publish_kwargs={"routing_key": "q"})
+    assert info.value.path == "url"
+    assert message in str(info.value)
+    assert "secret" not in str(info.value)
+    definition = {
+        "kind": "rabbit",
+        "event_name": "x",
+        "url": url,
+        "publish_kwargs": {"routing_key": "q"},
+    }
+    with pytest.raises(ConfigError) as info:
+        App("", [definition])
+    assert info.value.path == "listeners[0].url"
+    assert "secret" not in str(info.value)
+
+
+def test_a_password_in_ssl_options_is_never_shown() -> None:
+    url = "amqps://guest:secret@h/?ssl_options={'certfile':'/nowhere.pem','password':'hush'}"
+    with pytest.raises(ConfigError) as info:
+        RabbitListener("x", url, publish_kwargs={"routing_key": "q"})
+    assert "hush" not in str(info.value) and "secret" not in str(info.value)
+    ok = RabbitListener(
+        "x", "amqp://guest:secret@h/%2F?heartbeat=30", publish_kwargs={"routing_key": "q"}
+    )
+    assert ok.describe() == "amqp://guest:***@h/%2F?heartbeat=30 exchange='' routing_key='q'"
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("timeout", math.nan, "finite number of seconds above 0"),
+        ("timeout", math.inf, "finite number of seconds above 0"),
+        ("timeout", 1e300, "finite number of seconds above 0"),
+        ("timeout", 0, "finite number of seconds above 0"),
+        ("timeout", True, "number of seconds"),
+        ("timeout", "10", "number of seconds"),
+        ("recycle", math.nan, "finite number of seconds above 0"),
+        ("recycle", 0, "finite number of seconds above 0"),
+        ("stale", -math.inf, "finite number of seconds above 0"),
+        ("stale", "1", "number of seconds"),
+        ("max_in_flight", True, "must be an integer"),
+        ("max_in_flight", 10.0, "must be an integer"),
+        ("max_in_flight", "10", "must be an integer"),
+        ("max_in_flight", 0, "at least 1"),
+        ("max_size", False, "must be an integer"),
+        ("max_size", 2.0, "must be an integer"),
+        ("max_size", 0, "at least 1"),
+        ("max_overflow", True, "must be an integer"),
+        ("max_overflow", -1, "at least 0"),
+    ],
+)
+def test_unusable_numbers_are_config_errors_naming_the_option(
+    option: str, value: Any, message: str
+) -> None:
+    url = "amqp://guest:guest@127.0.0.1:1/%2F"
+    with pytest.raises(ConfigError) as info:
+        RabbitListener("x", url, publish_kwargs={"routing_key": "q"}, **{option: value})
+    assert info.value.path == option and message in str(info.value)
+    definition = {"kind": "rabbit", "event_name": "x", "url": url, option: value}
+    with pytest.raises(ConfigError) as info:  # the schema or the listener refuses it
+        App("", [{**definition, "publish_kwargs": {"routing_key": "q"}}])
+    assert info.value.path == f"listeners[0].{option}"
+
+
+def test_the_limits_of_numbers_are_accepted() -> None:
+    listener = RabbitListener(
+        "x",
+        "amqp://guest:guest@127.0.0.1:1/%2F",
+        publish_kwargs={"routing_key": "q"},
+        timeout=threading.TIMEOUT_MAX,
+        recycle=0.5,
+        stale=1,
+        max_in_flight=1,
+        max_size=1,
+        max_overflow=0,
+    )
+    assert listener.timeout == threading.TIMEOUT_MAX
 
 
 # -- delivering to a real RabbitMQ ----------------------------------------------------------

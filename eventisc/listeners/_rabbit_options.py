@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from ..encoding import check_text, find_problem
 from ..errors import ConfigError, TemplateError
 
 __all__ = [
@@ -77,6 +78,7 @@ def check_target(rendered: Mapping[str, Any]) -> tuple[str, str]:
                 f"publish_kwargs.{what} must render to a string of at most 255 bytes, "
                 f"not {value!r:.80}"
             )
+        check_text(value, f"publish_kwargs.{what}")
     return exchange, routing_key
 
 
@@ -97,6 +99,9 @@ def check_properties(props: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = int(value.timestamp())
         elif key == "delivery_mode" and value not in (1, 2):
             raise TemplateError(f"message property delivery_mode must be 1 or 2, not {value!r}")
+    problem = find_problem(out, strict=False, text=True)
+    if problem is not None:  # pika would fail to encode it when publishing
+        raise TemplateError(f"message properties: {problem}")
     return out
 
 

@@ -23,13 +23,13 @@ growing pause instead of piling up against a broker that is down.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
 from collections import deque
 from typing import Any
 
+from .._fork import register
 from ..errors import ConnectError, DeliveryError, DeliveryTimeout
 from ._rabbit_errors import translate_error
 from ._rabbit_session import (
@@ -51,9 +51,6 @@ logger = logging.getLogger("eventisc.listeners.rabbit")
 #: further failure up to :data:`MAX_PAUSE`, so a broker that is down is not hammered.
 FIRST_PAUSE = 0.1
 MAX_PAUSE = 2.0
-
-
-_PUBLISHERS: weakref.WeakSet[PipelinedPublisher] = weakref.WeakSet()
 
 
 class PipelinedPublisher:
@@ -89,11 +86,13 @@ class PipelinedPublisher:
         self.max_queued = max_queued or 2 * max_in_flight
         self._owner = None if listener is None else weakref.ref(listener)
         self._reset()
-        _PUBLISHERS.add(self)
+        register(self)
+
+    def _after_fork(self) -> None:
+        self._reset()  # the parent's connection and I/O thread are not ours
 
     def _reset(self) -> None:
         """Start with no connection and new locks (at creation, and in a forked child)."""
-        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
         self._close_lock = threading.Lock()
@@ -118,8 +117,6 @@ class PipelinedPublisher:
         at once: the publisher is closing, the broker could not be reached moments ago, or no
         room came within ``timeout`` (``DeliveryTimeout``). It must be quick and not block.
         """
-        if self._pid != os.getpid():
-            self._reset()
         message = (exchange, routing_key, body, properties, mandatory, done)
         error: DeliveryError | None = None
         wake: Session | None = None
@@ -196,9 +193,6 @@ class PipelinedPublisher:
         New messages fail with ConnectError while it closes; messages still unconfirmed at the
         end fail with ConnectError. The publisher can be used again afterwards (it reconnects).
         """
-        if self._pid != os.getpid():
-            self._reset()  # the parent's connection: not ours to close
-            return
         timeout = self.timeout if timeout is None else timeout
         with self._close_lock:
             with self._lock:
@@ -224,12 +218,3 @@ class PipelinedPublisher:
     def state(self) -> str:
         """``idle`` (no connection), ``connecting`` or ``open``."""
         return self._state
-
-
-def _forget_all() -> None:
-    for publisher in list(_PUBLISHERS):
-        publisher._reset()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_all)

@@ -428,7 +428,9 @@ class Session:
         if self.loss is not None:
             return self.loss
         cause = self.channel_reason or reason
-        error = translate_error(cause, pub.target, timeout=pub.timeout, doing=self.doing)
+        # Until it is open, the connection is bounded by stack_timeout (the URL may set it).
+        timeout = pub.parameters.stack_timeout if self.doing == "connect" else pub.timeout
+        error = translate_error(cause, pub.target, timeout=timeout, doing=self.doing)
         if not connect_failed and not error.transient:
             # Lost after it was set up: this message's fate is unknown, not refused.
             error = ConnectError(

@@ -18,9 +18,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from ..encoding import encode
+from ..encoding import check_text, encode
 from ..errors import (
     ConfigError,
     DeliveryError,
@@ -28,6 +27,7 @@ from ..errors import (
 )
 from ..notification import Notification
 from ..pool import QueuedPool
+from ..settings import count_option, seconds_option
 from ..template import compile_template
 from .base import Listener, mask_url, missing_driver
 
@@ -54,6 +54,7 @@ from ._rabbit_options import (  # noqa: E402
     declarations,
 )
 from ._rabbit_pipeline import Done, PipelinedPublisher, call_done  # noqa: E402
+from ._rabbit_url import connection_parameters, shown_url  # noqa: E402
 
 __all__ = ["ConfirmTimeout", "RabbitListener", "mask_url", "translate_error"]
 
@@ -97,19 +98,52 @@ class RabbitListener(Listener):
         **common: Any,
     ):
         super().__init__(event_name, filter, **common)
-        if not url:
-            raise ConfigError("needs an AMQP URL (amqp://user:pass@host:5672/%2F)", "url")
-        if timeout <= 0:
-            raise ConfigError(f"must be positive, got {timeout!r}", "timeout")
+        self.timeout = seconds_option(timeout, "timeout")
+        self._parameters = connection_parameters(url, self.timeout)
+        assert isinstance(url, str)  # connection_parameters said so
         self.url = url
-        self.timeout = float(timeout)
         self.confirm = confirm
         self.queue_kwargs: dict[str, Any] = dict(queue_kwargs or {})
-        self._parameters = self._connection_parameters(url)
         self.target = f"{self._parameters.host}:{self._parameters.port}"
         self._exchange, self._queue, self._bind = declarations(self.queue_kwargs)
+        self.publish_kwargs, self.mandatory = self._publish_options(
+            dict(publish_kwargs or {}), mandatory
+        )
+        self._publish = self.template(self.publish_kwargs, "publish_kwargs")
+        #: (exchange, routing_key) when they do not depend on the event: rendered once.
+        self._target = self._fixed_target(self.publish_kwargs)
+        self._body = None if body is None else self.template(body, "body")
+        self._set_properties(properties)
+        self._pool: QueuedPool[PooledConnection] = QueuedPool(
+            self._connect,
+            max_size=count_option(max_size, "max_size", 1),
+            max_overflow=count_option(max_overflow, "max_overflow", 0),
+            timeout=self.timeout,
+            recycle=None if recycle is None else seconds_option(recycle, "recycle"),
+            stale=None if stale is None else seconds_option(stale, "stale"),
+            is_alive=PooledConnection.probe,
+            check_after=PROBE_AFTER,
+            invalidates=breaks_connection,
+            close=self._close_connection,
+            name=f"rabbit {self.target}",
+        )
+        max_in_flight = count_option(max_in_flight, "max_in_flight", 1)
+        self.pipeline = bool(pipeline)
+        #: Background delivery's publisher; it connects on first use (see deliver_async).
+        self._pipeline = PipelinedPublisher(
+            self._parameters,
+            self.target,
+            timeout=self.timeout,
+            declarations=(self._exchange, self._queue, self._bind),
+            max_in_flight=max_in_flight,
+            listener=self,
+        ) if self.pipeline and confirm else None  # fmt: skip
 
-        publish = dict(publish_kwargs or {})
+    def _publish_options(
+        self, publish: dict[str, Any], mandatory: bool
+    ) -> tuple[dict[str, Any], bool]:
+        """Check ``publish_kwargs``; return them with the default exchange and routing key
+        filled in, and whether messages are mandatory."""
         unknown = sorted(set(publish) - set(_PUBLISH_KEYS))
         if unknown:
             hint = " (the body is the `body` option)" if "body" in unknown else ""
@@ -117,8 +151,8 @@ class RabbitListener(Listener):
             raise ConfigError(
                 f"unknown keys {unknown}: use {', '.join(_PUBLISH_KEYS)}{hint}", "publish_kwargs"
             )
-        self.mandatory = bool(publish.pop("mandatory", mandatory))
-        if self.mandatory and not confirm:
+        mandatory = bool(publish.pop("mandatory", mandatory))
+        if mandatory and not self.confirm:
             raise ConfigError(
                 "mandatory needs confirm: true (without publisher confirms an unroutable "
                 "message is returned after basic_publish has already succeeded)",
@@ -133,18 +167,16 @@ class RabbitListener(Listener):
                     "publish_kwargs",
                 )
             publish["routing_key"] = self._queue["queue"] if self._queue else ""
-        self.publish_kwargs = publish
-        self._publish = self.template(publish, "publish_kwargs")
-        #: (exchange, routing_key) when they do not depend on the event: rendered once.
-        self._target = self._fixed_target(publish)
-        self._body = None if body is None else self.template(body, "body")
+        return publish, mandatory
+
+    def _set_properties(self, properties: Mapping[str, Any] | None) -> None:
+        """Compile the message properties; check and build constant ones once, now."""
         props = {**DEFAULT_PROPERTIES, **(properties or {})}
         bad = sorted(set(props) - set(PROPERTY_TYPES))
         if bad:
             known = ", ".join(PROPERTY_TYPES)
             raise ConfigError(f"unknown message properties {bad}; known: {known}", "properties")
         self._properties = self.template(props, "properties")
-        # Constant properties are checked and built once; templated ones for each event.
         self._static_properties: dict[str, Any] | None = None
         self._static_basic_properties: Any = None
         if self._properties.is_constant:
@@ -153,47 +185,6 @@ class RabbitListener(Listener):
             except TemplateError as exc:
                 raise ConfigError(exc.message, "properties") from None
             self._static_basic_properties = pika.BasicProperties(**self._static_properties)
-        try:
-            self._pool: QueuedPool[PooledConnection] = QueuedPool(
-                self._connect,
-                max_size=max_size,
-                max_overflow=max_overflow,
-                timeout=self.timeout,
-                recycle=recycle,
-                stale=stale,
-                is_alive=PooledConnection.probe,
-                check_after=PROBE_AFTER,
-                invalidates=breaks_connection,
-                close=self._close_connection,
-                name=f"rabbit {self.target}",
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if max_in_flight < 1:
-            raise ConfigError(f"must be at least 1, got {max_in_flight!r}", "max_in_flight")
-        self.pipeline = bool(pipeline)
-        #: Background delivery's publisher; it connects on first use (see deliver_async).
-        self._pipeline = PipelinedPublisher(
-            self._parameters,
-            self.target,
-            timeout=self.timeout,
-            declarations=(self._exchange, self._queue, self._bind),
-            max_in_flight=max_in_flight,
-            listener=self,
-        ) if self.pipeline and confirm else None  # fmt: skip
-
-    def _connection_parameters(self, url: str) -> Any:
-        try:
-            params = pika.URLParameters(url)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"bad AMQP URL {mask_url(url)!r}: {exc}", "url") from None
-        given = parse_qs(urlsplit(url).query)
-        # pika waits 10-15 s to connect and forever on a blocked connection: bound both by
-        # `timeout` unless the URL says otherwise.
-        for option in ("socket_timeout", "stack_timeout", "blocked_connection_timeout"):
-            if option not in given:
-                setattr(params, option, self.timeout)
-        return params
 
     def _fixed_target(self, publish: Mapping[str, Any]) -> tuple[str, str] | None:
         """Render exchange and routing key now if they use nothing but ``queue_kwargs``.
@@ -232,7 +223,9 @@ class RabbitListener(Listener):
             else:
                 ctx = ctx or self._context(event_name, event_data)
                 body = self._body.render(ctx)
-                if not isinstance(body, (str, bytes)):
+                if isinstance(body, str):
+                    check_text(body, "the rendered body")
+                elif not isinstance(body, bytes):
                     body = encode(body, "the rendered body")
             properties = self._static_properties
             if properties is None:
@@ -345,10 +338,13 @@ class RabbitListener(Listener):
 
         Raises the translated error, so the caller does not retry a failed connect.
         """
+        params = self._parameters
         try:
-            connection = pika.BlockingConnection(self._parameters)
+            connection = pika.BlockingConnection(params)
         except Exception as exc:
-            raise translate_error(exc, self.target, timeout=self.timeout) from exc
+            # Connecting is bounded by stack_timeout: the listener's timeout unless the URL
+            # sets it.
+            raise translate_error(exc, self.target, timeout=params.stack_timeout) from exc
         doing = "open a channel"
         try:
             channel = connection.channel()
@@ -398,4 +394,4 @@ class RabbitListener(Listener):
             self.publish_kwargs["exchange"],
             self.publish_kwargs["routing_key"],
         )
-        return f"{mask_url(self.url)} exchange={exchange!r} routing_key={routing_key!r}"
+        return f"{shown_url(self.url)} exchange={exchange!r} routing_key={routing_key!r}"
