@@ -11,7 +11,7 @@ import base64
 import json
 from typing import Any
 
-from .encoding import dumps
+from .encoding import dumps, find_problem
 from .errors import TemplateError
 
 __all__ = ["decode_payload", "encode_payload"]
@@ -38,9 +38,16 @@ def _tag(value: Any) -> Any:
 def _untag(obj: dict[str, Any]) -> Any:
     if len(obj) == 1:
         if "$bytes" in obj:
-            return base64.b64decode(obj["$bytes"])
+            try:
+                # validate: the encoder writes strict base64, so anything else is damage
+                return base64.b64decode(obj["$bytes"], validate=True)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"a $bytes tag without valid base64 ({exc})") from None
         if "$dict" in obj:
-            return {key: item for key, item in obj["$dict"]}
+            try:
+                return {key: item for key, item in obj["$dict"]}
+            except (TypeError, ValueError):
+                raise ValueError("a $dict tag that is not a list of [key, value] pairs") from None
     return obj
 
 
@@ -49,17 +56,19 @@ def encode_payload(payload: dict[str, Any], listener: str | None = None) -> str:
     text = None
     if not any(isinstance(value, _BYTES) for value in payload.values()):  # a RabbitMQ body
         try:
-            text = dumps(payload)  # the common case: no bytes, no "$" keys, one C-speed pass
+            # The common case: no bytes, no "$" keys, one C-speed pass.
+            text = dumps(payload, strict=False)
         except TypeError:
             pass  # bytes deeper down (or an object JSON cannot hold: the second pass says)
         except ValueError as exc:
             raise TemplateError(f"cannot store the payload in the spool: {exc}", listener) from None
     if text is None or '"$' in text:
         try:
-            text = dumps(_tag(payload))
-        except RecursionError:
+            text = dumps(_tag(payload), strict=False)
+        except RecursionError:  # in _tag: a cycle, or nested too deeply
+            problem = find_problem(payload, strict=False) or "the value is nested too deeply"
             raise TemplateError(
-                "cannot store the payload in the spool: the value contains itself", listener
+                f"cannot store the payload in the spool: {problem}", listener
             ) from None
         except (TypeError, ValueError) as exc:
             raise TemplateError(f"cannot store the payload in the spool: {exc}", listener) from None
@@ -67,6 +76,15 @@ def encode_payload(payload: dict[str, Any], listener: str | None = None) -> str:
 
 
 def decode_payload(text: str) -> dict[str, Any]:
-    """The payload stored as ``text`` (bytes restored, see :func:`encode_payload`)."""
-    payload: dict[str, Any] = json.loads(text, object_hook=_untag if '"$' in text else None)
+    """The payload stored as ``text`` (bytes restored, see :func:`encode_payload`).
+
+    Raises ValueError saying what is wrong when ``text`` is not what :func:`encode_payload`
+    writes: not JSON, a ``$bytes`` or ``$dict`` tag that is damaged, not a JSON object.
+    """
+    try:
+        payload = json.loads(text, object_hook=_untag if '"$' in text else None)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"not a JSON object but {type(payload).__name__} {text[:40]!r}")
     return payload

@@ -8,7 +8,15 @@ Each row holds one rendered :class:`~eventisc.notification.Notification` and a s
   :meth:`Spool.claim_orphans` and delivers it. Delivery is at least once: a process killed
   between delivering and deleting makes the next one deliver again.
 - ``dead``: given up on (retries exhausted, background queue full, still queued at shutdown),
-  kept with its error and attempts until replayed or purged.
+  kept with its error and attempts until replayed or purged. A replay first takes the entries
+  with :meth:`Spool.claim_dead`, which makes them pending and owned by the replaying process:
+  two replays never take the same entry, and the entries of a replay that dies are orphans.
+
+A row that cannot be read back (damaged by hand or by a disk fault: a payload that is not the
+JSON this module writes, a column of the wrong type) is never delivered and never stops the
+others: :meth:`Spool.entries` and the claims leave it out, :meth:`Spool.unreadable` returns it as
+stored, and a pending one found by :meth:`Spool.claim_orphans` is set aside (made ``dead`` with
+reason ``unreadable``, logged once) so that it is not tried again at every start.
 
 The file is SQLite in WAL mode with ``synchronous=NORMAL``: a committed row survives the
 process being killed; after a power loss or OS crash the last transactions may be lost (the
@@ -19,8 +27,9 @@ as its ISO string, a tuple or a set as a list).
 
 A :class:`Spool` is thread-safe: one connection behind one lock (measured against a connection
 per thread, which had a better mean but stalls of up to 100 ms, its writers sleeping in
-SQLite's busy handler). It is fork-safe: a child opens its own connection and never touches
-the parent's. SQLite failures are raised as :class:`SpoolError` naming the file.
+SQLite's busy handler). It is fork-safe (:mod:`eventisc._fork`): a child opens its own
+connection and never touches the parent's. SQLite failures are raised as
+:class:`SpoolError` naming the file.
 """
 
 from __future__ import annotations
@@ -33,11 +42,12 @@ import re
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any, TypeVar
 
+from ._fork import register
 from ._owners import is_alive, owner_id, this_process
 from ._spool_codec import decode_payload, encode_payload
 from .errors import EventiscError
@@ -47,10 +57,12 @@ __all__ = [
     "DEAD",
     "PENDING",
     "THIS_PROCESS",
+    "UNREADABLE",
     "Spool",
     "SpoolEntry",
     "SpoolError",
     "SpoolItem",
+    "UnreadableEntry",
     "owner_id",
     "parse_age",
 ]
@@ -62,6 +74,8 @@ PENDING = "pending"
 #: A row given up on, kept for replay.
 DEAD = "dead"
 STATES = (PENDING, DEAD)
+#: The ``reason`` of a pending row set aside (made dead) because it cannot be read.
+UNREADABLE = "unreadable"
 
 #: ``PRAGMA user_version`` of the layout this module writes; a newer file is refused.
 SCHEMA_VERSION = 1
@@ -98,7 +112,12 @@ _GIVE_UP = (
     "WHERE id = ?"
 )
 _ATTEMPT = "UPDATE entries SET error = ?, attempts = ?, updated = ? WHERE id = ?"
-_CLAIM = "UPDATE entries SET owner = ?, updated = ? WHERE id = ? AND state = 'pending'"
+# In the claim's write transaction, after the rows were read: dead rows become pending too.
+_CLAIM = "UPDATE entries SET state = 'pending', owner = ?, updated = ? WHERE id = ?"
+_SET_ASIDE = (
+    f"UPDATE entries SET state = 'dead', reason = '{UNREADABLE}', error = ?, updated = ? "
+    "WHERE id = ?"
+)
 
 
 class SpoolError(EventiscError):
@@ -126,6 +145,32 @@ class SpoolEntry:
     updated: float
 
 
+@dataclass(frozen=True)
+class UnreadableEntry:
+    """A stored row that cannot be read back as a :class:`SpoolEntry`: never delivered, kept
+    until purged (:meth:`Spool.purge` with its ``ids``).
+
+    ``problem`` says what is wrong (``"payload: Expecting value: line 1 column 1 (char 0)"``,
+    ``"column attempts holds 'many', not an integer"``). The other fields are the row's
+    columns as stored, whatever their type: ``payload`` is the stored text, and a text column
+    that is not valid UTF-8 comes back as bytes.
+    """
+
+    id: int
+    problem: str
+    listener: Any
+    kind: Any
+    event_name: Any
+    payload: Any
+    state: Any
+    reason: Any
+    error: Any
+    attempts: Any
+    owner: Any
+    created: Any
+    updated: Any
+
+
 # -- the spool --------------------------------------------------------------------------------
 
 
@@ -138,6 +183,7 @@ class _ThisProcess:
 THIS_PROCESS: Any = _ThisProcess()
 
 T = TypeVar("T")
+E = TypeVar("E", SpoolEntry, UnreadableEntry)
 
 
 @dataclass(frozen=True)
@@ -180,7 +226,7 @@ class Spool:
         self._clock = clock
         self._db: sqlite3.Connection | None = None
         self._reset()
-        _SPOOLS.add(self)
+        register(self)
         self._run(lambda db: None)  # open now: a bad path fails here, not on the first event
 
     def __repr__(self) -> str:
@@ -199,8 +245,9 @@ class Spool:
             # the parent's locks and WAL). Keeping a reference stops it being closed when freed.
             _INHERITED.append(self._db)
             self._db = None
-        self._pid = os.getpid()
         self._lock = threading.Lock()
+
+    _after_fork = _reset
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -210,6 +257,7 @@ class Spool:
             )
         except (OSError, sqlite3.Error) as exc:
             raise self._error(exc) from exc
+        db.text_factory = _text
         try:
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -252,8 +300,6 @@ class Spool:
     def _run(self, work: Callable[[sqlite3.Connection], T], transaction: bool = False) -> T:
         """``work(connection)`` under the lock (in one write transaction if asked), with
         SQLite errors raised as SpoolError."""
-        if self._pid != os.getpid():
-            self._reset()  # forked without os.fork's hook: do not even take the old lock
         with self._lock:
             try:
                 db = self._db
@@ -265,8 +311,6 @@ class Spool:
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         # The hot path (add, delivered): _run without the closure.
-        if self._pid != os.getpid():
-            self._reset()
         with self._lock:
             try:
                 db = self._db
@@ -368,43 +412,98 @@ class Spool:
         sql = "UPDATE entries SET owner = NULL, updated = ? WHERE state = 'pending' AND " + _IN_IDS
         return self._execute(sql, (self._clock(), _ids(ids))).rowcount
 
-    def claim_orphans(self, listeners: Collection[str] | None = None) -> list[SpoolEntry]:
+    def claim_orphans(
+        self,
+        listeners: Collection[str] | None = None,
+        *,
+        older_than: float | None = None,
+        ids: Collection[int] | None = None,
+    ) -> list[SpoolEntry]:
         """Take over the pending entries whose owner is gone; return them, oldest first.
 
         Orphans are unowned entries; entries of a process of this host that has exited (a
         zombie counts as exited, a recycled pid is told apart by its start time); and entries
         of another host, or of a process whose liveness cannot be checked, untouched for
         ``lease`` seconds. ``listeners``: only entries of these listener names (the ones the
-        caller can deliver). Atomic: when several processes claim at once, each entry goes to
-        one of them. The entries stay pending; their owner becomes this process.
+        caller can deliver); ``older_than`` and ``ids`` filter as in :meth:`entries`. Atomic:
+        when several processes claim at once, each entry goes to one of them. The entries
+        stay pending; their owner becomes this process.
+
+        An orphan that cannot be read is not returned: it is set aside (made ``dead`` with
+        reason :data:`UNREADABLE` and the problem as its error, so no claim meets it again)
+        and logged at WARNING on the ``eventisc.spool`` logger.
         """
+        return self._claim(PENDING, listeners, older_than, ids)
+
+    def claim_dead(
+        self,
+        listeners: Collection[str] | None = None,
+        *,
+        older_than: float | None = None,
+        ids: Collection[int] | None = None,
+    ) -> list[SpoolEntry]:
+        """Take the dead entries to replay them; return them, oldest first.
+
+        Filters as :meth:`claim_orphans`. Atomic, as a claim of orphans: each entry goes to one
+        process. A taken entry becomes pending, owned by this process, so that neither another
+        replay nor an app's recovery takes it while this process lives; the caller then calls
+        :meth:`delivered` or :meth:`give_up` (which makes it dead again). If this process dies
+        first, its entries are orphans: the next :meth:`claim_orphans` (a replay, an app
+        starting with ``recover``) takes them. Unreadable entries are left as they are
+        (:meth:`unreadable` lists them).
+        """
+        return self._claim(DEAD, listeners, older_than, ids)
+
+    def _claim(
+        self,
+        state: str,
+        listeners: Collection[str] | None,
+        older_than: float | None,
+        ids: Collection[int] | None,
+    ) -> list[SpoolEntry]:
         _, host, me = this_process()
         wanted = None if listeners is None else set(listeners)
+        where, params = self._where(None, state, older_than, ids)
+        if state == PENDING:
+            where += " AND (owner IS NULL OR owner != ?)"
+            params.append(me)
+        sql = f"SELECT {_COLUMNS} FROM entries{where} ORDER BY created, id"
 
-        def claim(db: sqlite3.Connection) -> tuple[list[Any], float]:
-            sql = f"SELECT {_COLUMNS} FROM entries WHERE state = 'pending' "
-            rows = db.execute(
-                sql + "AND (owner IS NULL OR owner != ?) ORDER BY created, id", (me,)
-            ).fetchall()
+        def claim(db: sqlite3.Connection) -> tuple[list[SpoolEntry], list[UnreadableEntry]]:
             now = self._clock()
             verdicts: dict[str, bool | None] = {}
-            rows = [
-                row
-                for row in rows
-                if (wanted is None or row[1] in wanted)
-                and self._orphan(row[9], row[11], now, host, verdicts)
-            ]
-            db.executemany(_CLAIM, [(me, now, row[0]) for row in rows])
-            return rows, now
+            taken: list[SpoolEntry] = []
+            unreadable: list[UnreadableEntry] = []
+            for row in db.execute(sql, params).fetchall():
+                if not _wanted(row[1], wanted) or (
+                    state == PENDING and not self._orphan(row[9], row[11], now, host, verdicts)
+                ):
+                    continue
+                item = _read(row)
+                if isinstance(item, SpoolEntry):
+                    taken.append(replace(item, state=PENDING, owner=me, updated=now))
+                elif state == PENDING:
+                    unreadable.append(item)
+            db.executemany(_CLAIM, [(me, now, entry.id) for entry in taken])
+            db.executemany(_SET_ASIDE, [(item.problem, now, item.id) for item in unreadable])
+            return taken, unreadable
 
-        rows, now = self._run(claim, True)
-        return [_entry(row[:9] + (me, row[10], now), self.path) for row in rows]
+        taken, unreadable = self._run(claim, True)
+        for item in unreadable:
+            logger.warning(
+                "spool %s: pending entry %d (listener %r, event %r) cannot be read: %s. Set "
+                "aside as dead with reason %r, never delivered: `eventisc spool show CONFIG %d` "
+                "shows it as stored, `eventisc spool purge CONFIG --id %d` deletes it",
+                *(self.path, item.id, item.listener, item.event_name, item.problem),
+                *(UNREADABLE, item.id, item.id),
+            )
+        return taken
 
     def _orphan(
-        self, owner: str | None, updated: float, now: float, host: str, seen: dict[str, bool | None]
+        self, owner: Any, updated: Any, now: float, host: str, seen: dict[str, bool | None]
     ) -> bool:
-        if not owner:
-            return True
+        if not owner or not isinstance(owner, str):
+            return True  # unowned, or a damaged owner column that no process can claim as its own
         if owner not in seen:
             parts = owner.rsplit(":", 2)  # host:pid:start
             alive: bool | None = None  # another host: cannot tell
@@ -412,8 +511,8 @@ class Spool:
                 alive = is_alive(int(parts[1]), parts[2])
             seen[owner] = alive
         alive = seen[owner]
-        if alive is None:
-            return self.lease is not None and now - updated >= self.lease
+        if alive is None:  # a damaged time counts as expired: the row could wait for ever
+            return self.lease is not None and (not _is_time(updated) or now - updated >= self.lease)
         return not alive
 
     # -- reading and purging --------------------------------------------------------------------
@@ -454,24 +553,67 @@ class Spool:
         ids: Collection[int] | None = None,
         limit: int | None = None,
     ) -> list[SpoolEntry]:
-        """The entries matching every given filter, oldest first.
+        """The readable entries matching every given filter, oldest first.
 
         ``older_than``: created at least that many seconds ago; ``ids``: only these entry ids;
-        ``limit``: at most that many entries. Raises SpoolError for an unreadable payload.
+        ``limit``: at most that many entries. Rows that cannot be read are left out (they stay
+        in the file, :meth:`count` counts them): :meth:`unreadable` returns them.
         """
+        return self._select(SpoolEntry, listener, state, older_than, ids, limit)
+
+    def unreadable(
+        self,
+        *,
+        listener: str | None = None,
+        state: str | None = None,
+        older_than: float | None = None,
+        ids: Collection[int] | None = None,
+        limit: int | None = None,
+    ) -> list[UnreadableEntry]:
+        """The rows matching the filters (as in :meth:`entries`) that cannot be read back,
+        oldest first, as stored: see :class:`UnreadableEntry`. Reads every matching row."""
+        return self._select(UnreadableEntry, listener, state, older_than, ids, limit)
+
+    def _select(
+        self,
+        kind: type[E],
+        listener: str | None,
+        state: str | None,
+        older_than: float | None,
+        ids: Collection[int] | None,
+        limit: int | None,
+    ) -> list[E]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit!r}")
         where, params = self._where(listener, state, older_than, ids)
         sql = f"SELECT {_COLUMNS} FROM entries{where} ORDER BY created, id"
-        if limit is not None:
-            if limit < 0:
-                raise ValueError(f"limit must be >= 0, not {limit!r}")
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        return [_entry(row, self.path) for row in self._query(sql, params)]
+
+        def select(db: sqlite3.Connection) -> list[E]:
+            cursor = db.execute(sql, params)
+            try:
+                # Row by row: the limit counts rows of this kind, and stops the reading.
+                return list(islice((i for i in map(_read, cursor) if isinstance(i, kind)), limit))
+            finally:
+                cursor.close()
+
+        return self._run(select)
 
     def get(self, entry_id: int) -> SpoolEntry | None:
-        """The entry with this id, or None."""
+        """The entry with this id, or None.
+
+        Raises SpoolError naming the entry and its problem when the row cannot be read;
+        ``unreadable(ids=[entry_id])`` returns such a row as stored.
+        """
         rows = self._query(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
-        return _entry(rows[0], self.path) if rows else None
+        if not rows:
+            return None
+        item = _read(rows[0])
+        if isinstance(item, UnreadableEntry):
+            raise SpoolError(
+                f"spool {self.path}: entry {entry_id} cannot be read: {item.problem} "
+                f"(Spool.unreadable(ids=[{entry_id}]) returns it as stored)"
+            )
+        return item
 
     def purge(
         self,
@@ -495,9 +637,6 @@ class Spool:
 
     def close(self) -> None:
         """Close the connection; the spool opens a new one if used again."""
-        if self._pid != os.getpid():
-            self._reset()
-            return
         with self._lock:
             if self._db is not None:
                 self._db.close()
@@ -527,13 +666,76 @@ def _transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]
     return result
 
 
-def _entry(row: tuple[Any, ...], path: str) -> SpoolEntry:
+def _text(data: bytes) -> str | bytes:
+    """The connection's text factory: text that is not UTF-8 comes back as bytes (its row is
+    then unreadable) instead of failing the whole query."""
     try:
-        payload = decode_payload(row[4])
-    except (TypeError, ValueError) as exc:
-        raise SpoolError(f"spool {path}: entry {row[0]} has an unreadable payload: {exc}") from None
-    notification = Notification(row[1], row[2], row[3], payload)
-    return SpoolEntry(row[0], notification, *row[5:])
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_text_or_null(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: Each column after the id: its index in _COLUMNS, name, what it must hold, and a check.
+_CHECKS: tuple[tuple[int, str, str, Callable[[Any], bool]], ...] = (
+    (1, "listener", "text", _is_text),
+    (2, "kind", "text", _is_text),
+    (3, "event_name", "text", _is_text),
+    (4, "payload", "text", _is_text),
+    (5, "state", "'pending' or 'dead'", STATES.__contains__),
+    (6, "reason", "text", _is_text),
+    (7, "error", "text or NULL", _is_text_or_null),
+    (8, "attempts", "an integer", _is_int),
+    (9, "owner", "text or NULL", _is_text_or_null),
+    (10, "created", "a Unix time", _is_time),
+    (11, "updated", "a Unix time", _is_time),
+)
+
+
+def _problem(row: tuple[Any, ...]) -> str | None:
+    """What makes this row unreadable, None if nothing does (the payload is checked apart)."""
+    for index, name, expected, valid in _CHECKS:
+        value = row[index]
+        if not valid(value):
+            held = "NULL" if value is None else f"{value!r:.60}"
+            if isinstance(value, bytes):  # see _text
+                held += " (a BLOB, or text that is not UTF-8)"
+            return f"column {name} holds {held}, not {expected}"
+    return None
+
+
+def _read(row: tuple[Any, ...]) -> SpoolEntry | UnreadableEntry:
+    """The entry stored in ``row`` (the columns of _COLUMNS), or what it is when unreadable."""
+    problem = _problem(row)
+    if problem is None:
+        try:
+            payload = decode_payload(row[4])
+        except ValueError as exc:
+            problem = f"payload: {exc}"
+        else:
+            notification = Notification(row[1], row[2], row[3], payload)
+            return SpoolEntry(row[0], notification, *row[5:])
+    return UnreadableEntry(row[0], problem, *row[1:])
+
+
+def _wanted(listener: Any, wanted: set[str] | None) -> bool:
+    # A listener column that is not text belongs to nobody: any claim may set its row aside.
+    return wanted is None or listener in wanted or not isinstance(listener, str)
 
 
 # -- ages -------------------------------------------------------------------------------------
@@ -557,16 +759,5 @@ def parse_age(text: str) -> float:
     return seconds
 
 
-#: Every live spool, so a forked child drops their connections before any thread uses one.
-_SPOOLS: weakref.WeakSet[Spool] = weakref.WeakSet()
 #: Connections inherited from the parent process, kept (unused) so they are never closed here.
 _INHERITED: list[sqlite3.Connection] = []
-
-
-def _reset_spools_in_child() -> None:
-    for spool in list(_SPOOLS):
-        spool._reset()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_spools_in_child)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import logging
 import os
 import signal
 import sqlite3
@@ -25,9 +26,11 @@ from eventisc.notification import Notification
 from eventisc.spool import (
     DEAD,
     PENDING,
+    UNREADABLE,
     Spool,
     SpoolError,
     SpoolItem,
+    UnreadableEntry,
     owner_id,
     parse_age,
 )
@@ -329,14 +332,145 @@ def test_purge_deletes_dead_entries_by_default_and_honours_filters(tmp_path: Pat
     assert spool.count() == 0
 
 
-def test_an_unreadable_payload_is_a_spool_error_naming_the_entry(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool.db")
-    entry_id = spool.add(note())
-    with sqlite3.connect(tmp_path / "spool.db") as raw:
-        raw.execute("UPDATE entries SET payload = '{not json' WHERE id = ?", (entry_id,))
-    with pytest.raises(SpoolError, match=f"entry {entry_id} has an unreadable payload"):
-        spool.entries()
-    assert spool.purge(ids=[entry_id]) == 1  # and it can still be purged
+def corrupt(path: Path, entry_id: int, assignment: str) -> None:
+    """Damage a row behind the spool's back, as a disk fault or a hand edit would."""
+    with sqlite3.connect(path) as raw:
+        raw.execute("PRAGMA ignore_check_constraints = ON")  # for a state no spool writes
+        raw.execute(f"UPDATE entries SET {assignment} WHERE id = ?", (entry_id,))
+    raw.close()
+
+
+BLOB = " (a BLOB, or text that is not UTF-8)"  # how the spool names bytes it cannot read
+DAMAGE = [
+    ("payload = '{not json'", "payload: Expecting property name enclosed in double quotes"),
+    ("payload = '[1, 2]'", "payload: not a JSON object but list '[1, 2]'"),
+    ("""payload = '{"body": {"$bytes": "!!"}}'""", "payload: a $bytes tag without valid base64"),
+    ("""payload = '{"h": {"$dict": 5}}'""", "payload: a $dict tag that is not a list of"),
+    ("payload = '" + "[" * 100_000 + "'", "payload: nested too deeply to read"),
+    ("payload = CAST(X'FF' AS TEXT)", f"column payload holds b'\\xff'{BLOB}, not text"),
+    ("payload = X'7B7D'", f"column payload holds b'{{}}'{BLOB}, not text"),  # a BLOB, even '{}'
+    ("listener = X'00'", f"column listener holds b'\\x00'{BLOB}, not text"),
+    ("attempts = 'many'", "column attempts holds 'many', not an integer"),
+    ("created = 'yesterday'", "column created holds 'yesterday', not a Unix time"),
+    ("state = 'done'", "column state holds 'done', not 'pending' or 'dead'"),
+]
+
+
+@pytest.mark.parametrize(("assignment", "problem"), DAMAGE)
+def test_an_unreadable_row_is_left_out_of_entries_and_returned_by_unreadable(
+    tmp_path: Path, assignment: str, problem: str
+) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    good, bad, other = spool.add_many([note(n=1), note(n=2), note(n=3)])
+    corrupt(path, bad, assignment)
+    # The other rows read as ever, whatever the filters and the limit.
+    assert [e.id for e in spool.entries()] == [good, other]
+    assert [e.id for e in spool.entries(limit=2)] == [good, other]
+    assert [e.id for e in spool.entries(ids=[bad, other])] == [other]
+    # The damaged one is listed apart, as stored, with what is wrong with it.
+    (item,) = spool.unreadable()
+    assert isinstance(item, UnreadableEntry) and item.id == bad
+    assert item.problem.startswith(problem), item.problem
+    assert spool.unreadable(ids=[good]) == [] and spool.unreadable(limit=0) == []
+    if assignment.startswith("payload = '{"):
+        assert item.payload == assignment.split("'")[1]  # the stored text, untouched
+    assert spool.count() == 3
+    with pytest.raises(SpoolError) as info:
+        spool.get(bad)
+    assert f"entry {bad} cannot be read: {problem}" in str(info.value)
+    assert f"unreadable(ids=[{bad}])" in str(info.value)
+    readable = spool.get(good)
+    assert readable is not None and readable.notification.payload == {"n": 1}
+    assert spool.purge(ids=[bad], state=None) == 1  # and it can be purged
+    assert spool.unreadable() == [] and spool.count() == 2
+
+
+def test_claiming_orphans_sets_an_unreadable_one_aside_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    first, bad, last = spool.add_many(
+        [SpoolItem(note(n=i), state=PENDING, reason="durable", owner=None) for i in range(3)]
+    )
+    crm = spool.add(note("crm"), state=PENDING, owner=None)  # another app's listener
+    mine = spool.add(note(n=9), state=PENDING)  # this live process is delivering it
+    for entry_id in (bad, crm, mine):
+        corrupt(path, entry_id, "payload = '{not json'")
+    # When orphans are claimed, the readable ones are taken ...
+    with caplog.at_level(logging.WARNING, logger="eventisc.spool"):
+        assert [e.id for e in spool.claim_orphans(["hook"])] == [first, last]
+    # ... and the unreadable one is set aside: dead, never delivered, logged once.
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING and f"pending entry {bad} " in message
+    assert "cannot be read: payload: Expecting property name" in message
+    assert f"eventisc spool show CONFIG {bad}" in message
+    assert f"eventisc spool purge CONFIG --id {bad}" in message
+    (item,) = spool.unreadable(state=DEAD)
+    assert (item.id, item.reason, item.owner) == (bad, UNREADABLE, None)
+    assert item.error.startswith("payload: Expecting property name")
+    # Rows the claim did not take are not its business: another listener's, a live owner's.
+    assert [i.id for i in spool.unreadable(state=PENDING)] == [crm, mine]
+    caplog.clear()
+    assert spool.release([first, last]) == 2
+    assert [e.id for e in Spool(path).claim_orphans(["hook"])] == [first, last]
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    ("assignment", "problem"),
+    [
+        ("owner = X'01'", f"column owner holds b'\\x01'{BLOB}, not text or NULL"),
+        ("updated = 'soon'", "column updated holds 'soon', not a Unix time"),
+    ],
+)
+def test_a_pending_row_whose_owner_or_time_is_damaged_is_set_aside(
+    tmp_path: Path, assignment: str, problem: str
+) -> None:
+    # Nobody can tell whether such a row's owner lives, or when its lease ends: it counts as an
+    # orphan (a live owner that still delivers it from memory deletes it by id all the same).
+    path = tmp_path / "spool.db"
+    spool = Spool(path, lease=600)
+    bad, good = (spool.add(note(n=i), state=PENDING, owner="elsewhere:1:1") for i in range(2))
+    corrupt(path, bad, assignment)
+    assert spool.claim_orphans() == []  # the readable one waits for its lease
+    with sqlite3.connect(path) as raw:
+        row = raw.execute("SELECT state, reason, error FROM entries WHERE id = ?", (bad,))
+        assert row.fetchone() == (DEAD, UNREADABLE, problem)
+    raw.close()
+    assert spool.get(good) is not None
+
+
+def test_claim_dead_hands_out_each_dead_entry_once_as_pending(tmp_path: Path) -> None:
+    clock = Clock(1000.0)
+    path = tmp_path / "spool.db"
+    spool = Spool(path, clock=clock)
+    old, crm, new = spool.add_many(
+        [note(n=1), note("crm", n=2), (note(n=3), {"error": "503", "attempts": 2})]
+    )
+    clock.now += 100
+    recent = spool.add(note(n=4))
+    pending = spool.add(note(n=5), state=PENDING, owner=None)
+    bad = spool.add(note(n=6))
+    corrupt(path, bad, "payload = '{not json'")
+    # Filters choose what to take; what is taken is pending, owned by this process.
+    assert spool.claim_dead(["nobody"]) == []
+    assert [e.id for e in spool.claim_dead(["hook"], older_than=50, ids=[old, crm])] == [old]
+    clock.now += 1
+    taken = spool.claim_dead()
+    assert [e.id for e in taken] == [crm, new, recent]
+    assert all(e.state == PENDING and e.owner == owner_id() for e in taken)
+    assert (taken[1].error, taken[1].attempts, taken[1].reason) == ("503", 2, "failed")
+    assert all(spool.get(e.id) == e for e in taken)  # the stored row is what was returned
+    # Nobody takes them again: not as dead, not as orphans of this live process.
+    assert spool.claim_dead() == [] and Spool(path).claim_dead() == []
+    assert [e.id for e in spool.claim_orphans()] == [pending]
+    # give_up makes one dead again, to be claimed by the next replay.
+    assert spool.give_up(new, error="504", attempts=3)
+    assert [e.id for e in spool.claim_dead()] == [new]
+    assert [i.id for i in spool.unreadable(state=DEAD)] == [bad]  # left as it was
 
 
 # -- ages ---------------------------------------------------------------------------------------
@@ -561,18 +695,21 @@ def test_the_rows_of_a_child_that_exits_normally_are_claimed_after_it_exits(
 
 
 @posix_only
-def test_concurrent_claims_hand_each_row_to_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("claim", "state"), [("claim_orphans", PENDING), ("claim_dead", DEAD)])
+def test_concurrent_claims_hand_each_row_to_one_process(
+    tmp_path: Path, claim: str, state: str
+) -> None:
     path = str(tmp_path / "spool.db")
     spool = Spool(path)
-    ids = spool.add_many([SpoolItem(note(n=i), state=PENDING, owner=None) for i in range(300)])
+    ids = spool.add_many([SpoolItem(note(n=i), state=state, owner=None) for i in range(300)])
     code = """
         from eventisc.spool import Spool
         spool = Spool(sys.argv[1])
         print("ready", flush=True)
         sys.stdin.readline()
-        print(*[e.id for e in spool.claim_orphans()], flush=True)
+        print(*[e.id for e in getattr(spool, sys.argv[2])()], flush=True)
     """
-    children = [start_child(code, path) for _ in range(3)]
+    children = [start_child(code, path, claim) for _ in range(3)]
     try:
         for child in children:
             assert child.stdout is not None and child.stdout.readline() == "ready\n"
@@ -591,6 +728,36 @@ def test_concurrent_claims_hand_each_row_to_one_process(tmp_path: Path) -> None:
     assert sorted(i for claim in claims for i in claim) == ids  # every row, once
     for claim in claims:
         assert claim == sorted(claim)
+
+
+@posix_only
+def test_the_dead_entries_a_killed_process_claimed_are_taken_over_as_orphans(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "spool.db")
+    spool = Spool(path)
+    ids = spool.add_many([note(n=i) for i in range(3)])
+    code = """
+        from eventisc.spool import Spool
+        print(*[e.id for e in Spool(sys.argv[1]).claim_dead()], flush=True)
+        sys.stdin.readline()
+    """
+    # Given a replay that took the dead entries, then was killed before delivering them ...
+    child = start_child(code, path)
+    try:
+        assert child.stdout is not None
+        assert [int(i) for i in child.stdout.readline().split()] == ids
+        assert spool.claim_dead() == [] and spool.claim_orphans() == []  # while it lives
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        stop(child)
+    # ... they are not dead any more, and not held for ever: the next claim of orphans (a
+    # replay, an app's recovery) takes them, with their payloads and attempts.
+    assert spool.claim_dead() == []
+    claimed = spool.claim_orphans()
+    assert [e.id for e in claimed] == ids
+    assert [e.notification.payload["n"] for e in claimed] == [0, 1, 2]
 
 
 def test_rows_of_this_process_are_not_claimed_until_released(tmp_path: Path) -> None:
