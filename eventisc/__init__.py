@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from ._fork import on_fork
 from .app import App, ListenerLike
 from .config import ConfigSource, read_config
 from .dispatch import DispatcherSettings
@@ -75,6 +76,13 @@ __all__ = [
 #: The app used by the module-level functions; built on first use.
 default_app: App | None = None
 _default_lock = threading.Lock()
+
+
+@on_fork
+def _new_default_lock() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+
 
 EventiscApp = App  # the name event-isc used for the class
 

@@ -17,12 +17,14 @@ from .dispatch import DispatcherSettings
 from .errors import ConfigError, TriggerError
 from .heartbeat import Heartbeat
 from .listeners.base import Listener
+from .masking import mask_payload
 from .metrics import AppMetrics
 from .notification import Notification
 from .observe import Observable
 from .report import Delivery, Report
 from .retry import RetryPolicy
 from .routing import Router
+from .settings import seconds_option
 
 if TYPE_CHECKING:
     from .spool import Spool
@@ -62,6 +64,9 @@ class App(Observable):
         report_interval: float | None = None,
         source: str | None = None,
     ):
+        for option, seconds in (("heartbeat", heartbeat), ("report_interval", report_interval)):
+            if seconds is not None:
+                seconds_option(seconds, option)
         self.name_prefix: str = name_prefix or ""
         self.raise_errors = raise_errors
         #: Render and log instead of delivering; defaults to the EVENTISC_DRYRUN variable
@@ -307,7 +312,7 @@ class App(Observable):
         logger.info(
             "dry-run: listener %r would send %r",
             listener.name,
-            notification.payload,
+            mask_payload(notification.payload),
             extra=log_extra(notification.event_name, listener.name, 0, "dry-run"),
         )
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._fork import register
 from .errors import CircuitOpenError, ConnectError, DeliveryTimeout
 
 __all__ = ["CircuitBreaker"]
@@ -48,6 +49,12 @@ class CircuitBreaker:
         self._open_until = 0.0  # 0.0: closed
         self._probing = False
         self._last = ""
+        register(self)
+
+    def _after_fork(self) -> None:
+        # A forked child: the parent's probe is not ours to wait for, its lock may be held.
+        self._lock = threading.Lock()
+        self._probing = False
 
     @property
     def state(self) -> str:

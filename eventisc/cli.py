@@ -24,6 +24,7 @@ from . import spool_cli
 from .app import App
 from .config import read_config
 from .errors import ConfigError
+from .masking import mask_payload
 from .report import Delivery
 
 __all__ = ["main"]
@@ -109,7 +110,8 @@ def _trigger(args: argparse.Namespace) -> int:
         for delivery in report:
             print(f"{delivery.name} [{delivery.listener.kind}]")
             if delivery.notification is not None:
-                print("  " + _show(delivery.notification.payload).replace("\n", "\n  "))
+                shown = _show(mask_payload(delivery.notification.payload))
+                print("  " + shown.replace("\n", "\n  "))
             print("  " + _outcome(delivery))
     return 0 if all(d.ok for d in report) else 1
 

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._fork import register
 from .breaker import CircuitBreaker
 from .dispatch import IN_FLIGHT, Dispatcher, DispatcherSettings
 from .errors import EventiscError, QueueFull
@@ -132,6 +133,10 @@ class Throttle:
         self.period = period
         self._last = -period
         self._skipped = 0
+        self._lock = threading.Lock()
+        register(self)
+
+    def _after_fork(self) -> None:
         self._lock = threading.Lock()
 
     def ready(self) -> int | None:

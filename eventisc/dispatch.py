@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import queue
 import threading
 import time
@@ -20,8 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import ConfigError
+from ._fork import register
 from .report import Delivery
+from .settings import check_count, check_seconds, config_error
 
 __all__ = ["DISPATCHER_SCHEMA", "IN_FLIGHT", "Dispatcher", "DispatcherSettings"]
 
@@ -64,21 +64,19 @@ class DispatcherSettings:
     breaker_reset: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_workers <= self.max_workers or self.max_workers < 1:
+        check_count("min_workers", self.min_workers)
+        check_count("max_workers", self.max_workers, 1)
+        if self.min_workers > self.max_workers:
             raise ValueError(
-                "need 0 <= min_workers <= max_workers and max_workers >= 1, got "
-                f"{self.min_workers} and {self.max_workers}"
+                f"min_workers ({self.min_workers}) must not be more than max_workers "
+                f"({self.max_workers})"
             )
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, not {self.queue_size}")
+        check_count("queue_size", self.queue_size, 1)
+        check_count("breaker_failures", self.breaker_failures)
         for name in ("monitor_interval", "idle_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, not {getattr(self, name)}")
-        if self.breaker_failures < 0:
-            raise ValueError(f"breaker_failures must be >= 0, not {self.breaker_failures}")
+            check_seconds(name, getattr(self, name))
         for name in ("block_timeout", "shutdown_timeout", "breaker_reset"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+            check_seconds(name, getattr(self, name), zero=True)
         if self.on_full is not None and self.on_full not in ON_FULL:
             raise ValueError(f"on_full must be one of {', '.join(ON_FULL)}, not {self.on_full!r}")
 
@@ -91,7 +89,7 @@ class DispatcherSettings:
         try:
             return cls(**dict(value or {}))
         except (TypeError, ValueError) as exc:
-            raise ConfigError(str(exc), path) from None
+            raise config_error(exc, path) from None
 
 
 #: JSON Schema of the ``dispatcher`` mapping.
@@ -128,9 +126,14 @@ class Dispatcher:
         self.settings = settings
         self._attempt = attempt
         self._reset()
+        register(self)
+
+    def _after_fork(self) -> None:
+        # A forked child: the parent's threads do not exist here, its locks may be held
+        # forever and its queue is the parent's work. Start empty.
+        self._reset()
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         # Unbounded itself: the bound is on pending deliveries (queued, waiting for a retry or
         # being delivered), so a retry always finds room and memory stays bounded.
         self._queue: queue.PriorityQueue[tuple[int, int, Delivery | None]] = queue.PriorityQueue()
@@ -166,10 +169,6 @@ class Dispatcher:
     def submit(self, delivery: Delivery, block: bool = False, timeout: float | None = None) -> bool:
         """Queue a delivery; False when ``queue_size`` deliveries are already pending (queued,
         waiting for a retry or being delivered), after waiting ``timeout`` if ``block``."""
-        if self._pid != os.getpid():
-            # A forked child: the parent's threads do not exist here and its queue is the
-            # parent's work. Start afresh.
-            self._reset()
         if self._monitor is None or self._stopping:
             self._start()
         capacity = self.settings.queue_size
@@ -269,8 +268,6 @@ class Dispatcher:
     def track(self, delivery: Delivery) -> None:
         """Count a delivery that starts outside the queue (an asynchronous listener's
         pipeline); its outcome comes through :meth:`resolve`."""
-        if self._pid != os.getpid():
-            self._reset()
         if self._monitor is None or self._stopping:
             self._start()
         with self._lock:

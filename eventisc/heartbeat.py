@@ -6,6 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from .settings import check_seconds
+
 __all__ = ["Heartbeat"]
 
 logger = logging.getLogger("eventisc.heartbeat")
@@ -20,9 +22,7 @@ class Heartbeat:
     def __init__(
         self, beat: Callable[[], object], interval: float = 60.0, name: str = "eventisc-heartbeat"
     ):
-        if interval <= 0:
-            raise ValueError(f"heartbeat interval must be positive, got {interval!r}")
-        self.interval = interval
+        self.interval = check_seconds("the heartbeat interval", interval)
         self._beat = beat
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)

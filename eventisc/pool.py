@@ -12,7 +12,9 @@ block raises a connection error) for any resource, without importing a driver. O
 - :meth:`QueuedPool.close` closes the idle items now and the ones in use when they come back;
   the pool stays usable and opens new items afterwards;
 - after ``os.fork()`` the child forgets the parent's items *without closing them* (closing
-  would talk on the parent's sockets, e.g. send AMQP ``Connection.Close``) and gets new locks;
+  would talk on the parent's sockets, e.g. send AMQP ``Connection.Close``) and gets new locks
+  (:mod:`eventisc._fork`); an item lent before the fork and given back in the child is
+  forgotten too;
 - :meth:`QueuedPool.stats` counts open, idle and in-use items for observability.
 
 Items are handed out most recently used first, so a quiet period lets the extra ones go stale
@@ -26,11 +28,13 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
+
+from ._fork import register
+from .errors import EventiscError
 
 __all__ = ["PoolEntry", "PoolError", "PoolStats", "PoolTimeout", "QueuedPool"]
 
@@ -39,7 +43,7 @@ logger = logging.getLogger("eventisc.pool")
 T = TypeVar("T")
 
 
-class PoolError(Exception):
+class PoolError(EventiscError):
     """Base class of the pool's own errors."""
 
 
@@ -144,7 +148,7 @@ class QueuedPool(Generic[T]):
         self._close = close
         self._max_open = max_size + max_overflow
         self._reset()
-        _POOLS.add(self)
+        register(self)
 
     def _reset(self) -> None:
         """Start empty, with new locks (at creation, and in a child process after a fork)."""
@@ -192,8 +196,6 @@ class QueuedPool(Generic[T]):
             self._checkin(entry)
 
     def _checkout(self, timeout: float | None) -> PoolEntry[T]:
-        if self._pid != os.getpid():
-            self._after_fork()
         deadline: float | None = None
         while True:
             entry: PoolEntry[T] | None = None
@@ -318,8 +320,6 @@ class QueuedPool(Generic[T]):
         alive (an exception counts as dead). Items in use are left alone. Returns how many
         items were closed.
         """
-        if self._pid != os.getpid():
-            self._after_fork()
         with self._lock:
             snapshot = list(self._idle)
         dropped = 0
@@ -349,9 +349,6 @@ class QueuedPool(Generic[T]):
 
         The pool stays usable: a later :meth:`acquire` creates new items. Idempotent.
         """
-        if self._pid != os.getpid():
-            self._after_fork()
-            return
         with self._lock:
             self._generation += 1
             idle, self._idle = self._idle, []
@@ -362,8 +359,6 @@ class QueuedPool(Generic[T]):
 
     def stats(self) -> PoolStats:
         """A snapshot of the pool's counters (see :class:`PoolStats`)."""
-        if self._pid != os.getpid():
-            self._after_fork()
         with self._lock:
             return PoolStats(
                 open=self._open,
@@ -413,15 +408,3 @@ class _Lease(Generic[T]):
             pool._discard(entry)
         else:
             pool._checkin(entry)
-
-
-#: Every live pool, so a forked child can reset them all before any thread uses one.
-_POOLS: weakref.WeakSet[QueuedPool[Any]] = weakref.WeakSet()
-
-
-def _reset_pools_in_child() -> None:
-    for pool in list(_POOLS):
-        pool._after_fork()
-
-
-os.register_at_fork(after_in_child=_reset_pools_in_child)

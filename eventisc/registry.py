@@ -8,6 +8,7 @@ import threading
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
+from ._fork import register
 from .errors import ConfigError
 
 __all__ = ["Registry"]
@@ -29,6 +30,10 @@ class Registry(Generic[T]):
         self.builtins = builtins
         self.group = group
         self.classes: dict[str, type[T]] = {}
+        self._lock = threading.RLock()
+        register(self)
+
+    def _after_fork(self) -> None:
         self._lock = threading.RLock()
 
     def register(self, kind: str, cls: type[T]) -> None:

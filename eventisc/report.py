@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._fork import on_fork
+
 if TYPE_CHECKING:
     from .listeners.base import Listener
     from .notification import Notification
@@ -19,6 +21,13 @@ FINAL = frozenset({"delivered", "failed", "dropped", "spooled", "skipped"})
 # One condition for every delivery: finishing one is rare next to creating one, and waiting
 # on a single condition costs nothing per delivery until somebody waits.
 _finished = threading.Condition()
+
+
+@on_fork
+def _new_condition() -> None:
+    # A worker thread of the parent may have held it at fork time.
+    global _finished
+    _finished = threading.Condition()
 
 
 class Delivery:

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import (
-    ConfigError,
     ConnectError,
     DeliveryTimeout,
     HTTPStatusError,
     Rejected,
     TemplateError,
 )
+from .settings import check_count, check_seconds, config_error
 
 __all__ = ["DEFAULT_BACKGROUND", "DEFAULT_SYNC", "RETRY_SCHEMA", "RetryPolicy", "failure_class"]
 
@@ -68,12 +68,10 @@ class RetryPolicy:
     retry_on: frozenset[str] = field(default=frozenset({"connect", "timeout", "5xx", "429"}))
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be an integer >= 1, not {self.max_attempts!r}")
+        check_count("max_attempts", self.max_attempts, 1)
         for name in ("backoff_factor", "max_backoff"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)!r}")
-        if not 0 <= self.jitter <= 1:
+            check_seconds(name, getattr(self, name), zero=True)
+        if not (isinstance(self.jitter, (int, float)) and 0 <= self.jitter <= 1):
             raise ValueError(f"jitter must be between 0 and 1, not {self.jitter!r}")
         names = frozenset(str(n).lower() for n in self.retry_on)
         for name in names:
@@ -97,7 +95,7 @@ class RetryPolicy:
         try:
             return cls(**options)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(str(exc), path) from None
+            raise config_error(exc, path) from None
 
     def retries(self, exc: BaseException) -> bool:
         """Whether this failure is worth another attempt under this policy."""

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._fork import register
+
 if TYPE_CHECKING:
     from .listeners.base import Listener
 
@@ -33,6 +35,10 @@ class Router:
                 self._exact.setdefault(listener.event_name or "", []).append((index, listener))
         self._cache: dict[str, tuple[Listener, ...]] = {}
         self._cache_size = cache_size
+        self._lock = threading.Lock()
+        register(self)
+
+    def _after_fork(self) -> None:
         self._lock = threading.Lock()
 
     def match(self, event_name: str) -> tuple[Listener, ...]:

@@ -9,10 +9,12 @@ prints it), for editors and for validating configs outside Python.
 from __future__ import annotations
 
 import difflib
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._fork import on_fork
 from .dispatch import DISPATCHER_SCHEMA
 from .errors import ConfigError
 from .retry import RETRY_SCHEMA
@@ -120,16 +122,45 @@ _validators: dict[int, Any] = {}
 _validators_lock = threading.Lock()
 
 
+@on_fork
+def _new_lock() -> None:
+    global _validators_lock
+    _validators_lock = threading.Lock()
+
+
 def _validator(schema: Mapping[str, Any]) -> Any:
     key = id(schema)
     validator = _validators.get(key)
     if validator is None:
-        import jsonschema  # imported on first load only: it is slow to import
-
-        validator = jsonschema.Draft202012Validator(schema)
+        validator = _validator_class()(schema)
         with _validators_lock:
             _validators[key] = validator
     return validator
+
+
+_classes: list[Any] = []
+
+
+def _validator_class() -> Any:
+    """Draft 2020-12, where a ``number`` is finite: YAML's ``.inf`` and ``.nan`` are no
+    durations, and eventisc never waits forever."""
+    if not _classes:
+        import jsonschema  # imported on first load only: it is slow to import
+
+        base = jsonschema.Draft202012Validator
+        checker = base.TYPE_CHECKER.redefine(
+            "number", lambda checker, value: _is_number(value) and math.isfinite(value)
+        )
+        _classes.append(jsonschema.validators.extend(base, type_checker=checker))
+    return _classes[0]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def format_path(parts: Iterable[Any], prefix: str = "") -> str:
@@ -170,6 +201,8 @@ def validate(
         hint = f"; did you mean {close[0]!r}?" if close else ""
         message = f"unknown option {unknown!r}{hint} ({what} take: {', '.join(allowed)})"
         where = format_path([unknown], where)
+    elif _not_finite(error.instance):
+        message = f"must be a finite number, not {error.instance!r}"
     else:
         message = error.message
     raise ConfigError(message, where or None, source)

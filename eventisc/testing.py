@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, overload
 
+from ._fork import on_fork
 from .notification import Notification
 
 if TYPE_CHECKING:
@@ -236,6 +237,12 @@ class _Hooks:
 
 _hooks: weakref.WeakKeyDictionary[App, _Hooks] = weakref.WeakKeyDictionary()
 _hooks_lock = threading.Lock()
+
+
+@on_fork
+def _new_hooks_lock() -> None:
+    global _hooks_lock
+    _hooks_lock = threading.Lock()
 
 
 @contextmanager

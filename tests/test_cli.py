@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import eventisc
+
 from .receiver import Response
 
 
@@ -148,3 +150,27 @@ def test_demo_without_a_broker_says_so():
     assert "RabbitMQ not reachable at 127.0.0.1:1" in result.stdout
     assert "skipping the rabbit and celery listeners" in result.stdout
     assert "Every expected notification arrived." in result.stdout
+
+
+def test_dry_run_output_and_log_mask_passwords(tmp_path, receiver, caplog):
+    # Given a listener whose URL carries a password and whose headers carry a token,
+    url = receiver.url.replace("http://", "http://user:s3cret@") + "/hook"
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"listeners:\n  - kind: http\n    event_name: e\n    url: {url}\n"
+        "    headers: {Authorization: 'Bearer t0ken', X-Trace: keep}\n"
+    )
+    # when the command line shows what it would send,
+    result = run("trigger", str(path), "e", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    # then the password and the token are masked, and the rest is shown;
+    assert "s3cret" not in result.stdout and "t0ken" not in result.stdout
+    assert "user:***@127.0.0.1" in result.stdout and '"X-Trace": "keep"' in result.stdout
+    # the dry-run log of an app masks the same way.
+    app = eventisc.create_app(config_file=str(path), dry_run=True)
+    with app, caplog.at_level("INFO", "eventisc"):
+        assert app.trigger("e") == 1
+    assert "would send" in caplog.text
+    assert "s3cret" not in caplog.text and "t0ken" not in caplog.text
+    assert "user:***@" in caplog.text
+    assert receiver.requests == []

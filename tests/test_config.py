@@ -6,8 +6,11 @@ import io
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import eventisc
 from eventisc import ConfigError, Listener
@@ -214,3 +217,173 @@ def test_the_full_schema_has_a_branch_per_kind():
     import jsonschema
 
     jsonschema.Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize(
+    "config, path",
+    [
+        ({"heartbeat": ".inf"}, "heartbeat"),
+        ({"report_interval": ".nan"}, "report_interval"),
+        ({"retry": {"max_backoff": ".inf"}}, "retry.max_backoff"),
+        ({"dispatcher": {"block_timeout": ".nan"}}, "dispatcher.block_timeout"),
+        ({"dispatcher": {"shutdown_timeout": "-.inf"}}, "dispatcher.shutdown_timeout"),
+        (
+            {
+                "listeners": [
+                    {"kind": "http", "event_name": "e", "url": "http://h/", "timeout": ".inf"}
+                ]
+            },
+            "listeners[0].timeout",
+        ),
+        (
+            {
+                "listeners": [
+                    {"kind": "celery", "event_name": "e", "task_name": "t", "timeout": ".nan"}
+                ]
+            },
+            "listeners[0].timeout",
+        ),
+        (
+            {
+                "listeners": [
+                    {"kind": "recording", "event_name": "e", "retry": {"backoff_factor": ".nan"}}
+                ]
+            },
+            "listeners[0].retry.backoff_factor",
+        ),
+    ],
+)
+def test_every_duration_in_a_file_is_a_finite_number(tmp_path, config, path):
+    # YAML's .inf and .nan are floats; written unquoted they would never end a wait.
+    text = json.dumps(config).replace('".inf"', ".inf").replace('".nan"', ".nan")
+    text = text.replace('"-.inf"', "-.inf").replace('"-.nan"', "-.nan")
+    file = tmp_path / "c.yaml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(config_file=str(file))
+    assert info.value.path == path
+    assert "finite" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "make, path",
+    [
+        (lambda: eventisc.App("", [], heartbeat=float("nan")), "heartbeat"),
+        (lambda: eventisc.App("", [], dispatcher={"idle_timeout": float("inf")}),
+         "dispatcher.idle_timeout"),
+        (lambda: eventisc.RetryPolicy.from_config({"max_backoff": float("nan")}),
+         "retry.max_backoff"),
+        (lambda: eventisc.App("", [{"kind": "celery", "event_name": "e", "task_name": "t",
+                                    "timeout": float("inf")}]), "listeners[0].timeout"),
+    ],
+)  # fmt: skip
+def test_durations_given_from_python_are_checked_the_same_way(make, path):
+    with pytest.raises(ConfigError) as info:
+        make()
+    assert info.value.path == path and "finite" in info.value.message
+    with pytest.raises(ValueError, match="max_attempts must be an integer of at least 1"):
+        eventisc.RetryPolicy(max_attempts=True)
+    with pytest.raises(ValueError, match="breaker_reset must be a finite number of seconds"):
+        eventisc.DispatcherSettings(breaker_reset=float("nan"))
+
+
+def test_yaml_is_read_with_libyaml_when_pyyaml_has_it(tmp_path, monkeypatch):
+    import yaml
+
+    if not getattr(yaml, "__with_libyaml__", False):
+        pytest.skip("this PyYAML was built without libyaml")
+    used: list[type] = []
+
+    class Spy(yaml.CSafeLoader):  # type: ignore[misc,name-defined]
+        def __init__(self, stream):
+            used.append(type(self))
+            super().__init__(stream)
+
+    monkeypatch.setattr(yaml, "CSafeLoader", Spy)
+    file = tmp_path / "c.yaml"
+    file.write_text("listeners:\n  - {kind: recording, event_name: e}\n")
+    assert len(eventisc.create_app(config_file=str(file)).listeners) == 1
+    assert used == [Spy]
+
+
+# -- property: whatever a config says, loading it is either fine or a ConfigError ------------
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_HOSTS = st.sampled_from(["127.0.0.1", "localhost", "", "[::1]", "::1", "h h", "é.example", "a:b"])
+_PORTS = st.sampled_from(["", ":1", ":abc", ":99999", ":-1", ":0", ":65535", ": 80"])
+_QUERIES = st.sampled_from(
+    [
+        "",
+        "?heartbeat=x",
+        "?ssl_options={",
+        "?ssl_options={'ca_certs': '/nonexistent/ca.pem'}",
+        "?tcp_options={'TCP_KEEPIDLE': 'x'}",
+        "?tcp_options=[",
+        "?connection_attempts=0",
+        "?socket_timeout=-1",
+        "?blocked_connection_timeout=nan",
+        "?unknown=1",
+        "?channel_max=99999999",
+        "?locale=%ff",
+    ]
+)
+
+
+@st.composite
+def _urls(draw: st.DrawFn) -> str:
+    scheme = draw(st.sampled_from(["http", "https", "amqp", "amqps", "ftp", "", "HTTP"]))
+    user = draw(st.sampled_from(["", "u:p@", "u@", ":@", "u:p:q@"]))
+    path = draw(st.sampled_from(["", "/", "/%2F", "/%zz", "/a b", "/x\x00"]))
+    prefix = f"{scheme}://" if scheme else ""
+    return prefix + user + draw(_HOSTS) + draw(_PORTS) + path + draw(_QUERIES)
+
+
+_OPTIONS = {
+    "http": ["url", "method", "timeout", "deadline", "data", "headers", "query_kwargs",
+             "request_format", "success_status", "requests_kwargs", "follow_redirects",
+             "max_response_bytes"],
+    "rabbit": ["url", "timeout", "confirm", "pipeline", "max_in_flight", "mandatory",
+               "max_size", "max_overflow", "recycle", "stale", "queue_kwargs",
+               "publish_kwargs", "properties", "body"],
+    "celery": ["task_name", "queue", "timeout", "broker_url", "task_args", "task_kwargs",
+               "send_task_kwargs"],
+}  # fmt: skip
+
+
+@st.composite
+def _listeners(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(sorted(_OPTIONS)))
+    names = draw(st.lists(st.sampled_from(_OPTIONS[kind]), unique=True, max_size=4))
+    listener: dict[str, Any] = {"kind": kind, "event_name": "e"}
+    for name in names:
+        listener[name] = draw(_VALUES)
+    if kind in ("http", "rabbit"):
+        listener["url"] = draw(_urls() | _VALUES)
+    if kind == "celery" and draw(st.booleans()):
+        listener["broker_url"] = draw(_urls())
+    return listener
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_listeners())
+def test_any_listener_config_builds_or_is_a_config_error(listener):
+    try:
+        app = eventisc.App("", [listener])
+    except ConfigError as exc:
+        assert exc.path and exc.path.startswith("listeners[0]"), exc
+        assert "u:p@" not in str(exc), exc  # passwords are masked
+        return
+    app.close()

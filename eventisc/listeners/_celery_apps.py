@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import celery
 
+from .._fork import register
+
 __all__ = ["app_config", "own_apps", "publish_options"]
 
 _AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "pyamqps"})
@@ -117,7 +119,7 @@ class _Apps:
             del self._apps[(url, timeout)]
         app.close()
 
-    def after_fork_in_child(self) -> None:
+    def _after_fork(self) -> None:
         # The parent's apps hold the parent's sockets: keep them referenced, never close them.
         self._lock = threading.Lock()
         self._orphans.append(self._apps)
@@ -125,5 +127,4 @@ class _Apps:
 
 
 #: The shared registry of eventisc's own apps.
-own_apps = _Apps()
-os.register_at_fork(after_in_child=own_apps.after_fork_in_child)
+own_apps = register(_Apps())

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..filters import Filter
+from ..masking import mask_url
 from ..notification import Notification
 from ..registry import Registry
 from ..retry import RetryPolicy
@@ -31,14 +32,6 @@ BUILTIN_KINDS: dict[str, str] = {
 DELIVERY_OPTIONS = ("delivery", "retry", "durable", "priority")
 
 FilterLike = Filter | Callable[[str, Any], bool] | Mapping[str, Any] | None
-
-
-_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/@\s]*@")
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced: ``amqp://guest:***@host:5672/``."""
-    return _PASSWORD.sub(r"\1***@", url)
 
 
 def missing_driver(kind: str, package: str, extra: str) -> ImportError:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import socket
 import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .._fork import register
 from ..errors import (
     ConfigError,
     ConnectError,
@@ -31,6 +31,7 @@ from ..errors import (
     TemplateError,
 )
 from ..notification import Notification
+from ..settings import seconds_option
 from .base import FilterLike, Listener, mask_url, missing_driver
 
 try:
@@ -104,14 +105,12 @@ class CeleryListener(Listener):
                     raise ConfigError(f"keyword {key!r} is not a string", "task_kwargs")
             self._kwargs = self.template(dict(task_kwargs), "task_kwargs")
         self.send_task_kwargs = send_task_options(send_task_kwargs, send_task_kargs)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigError(f"must be a number of seconds > 0, not {timeout!r}", "timeout")
-        self.timeout = float(timeout)
+        self.timeout = seconds_option(timeout, "timeout")
         self.broker_url = broker_url or None
         self._publish = publish_options(self.timeout)
         self._lock = threading.Lock()
-        self._pid = os.getpid()
         self._own_app: celery.Celery | None = None
+        register(self)
 
     # -- render / deliver -------------------------------------------------------------------
 
@@ -185,7 +184,6 @@ class CeleryListener(Listener):
                         app.main,
                     )
             return app
-        self._after_fork()
         app = self._own_app
         if app is None:
             with self._lock:
@@ -196,12 +194,10 @@ class CeleryListener(Listener):
 
     def _after_fork(self) -> None:
         # In a child process: forget the parent's app, lock and sockets, never close them.
-        if self._pid != os.getpid():
-            self._lock, self._own_app, self._pid = threading.Lock(), None, os.getpid()
+        self._lock, self._own_app = threading.Lock(), None
 
     def close(self) -> None:
         """Give up this listener's share of its own app (closed when no listener uses it)."""
-        self._after_fork()
         with self._lock:
             app, self._own_app = self._own_app, None
         if app is not None:
