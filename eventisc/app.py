@@ -12,11 +12,12 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .config import env_flag, validate_config
-from .delivery import Deliverer, Plan, log_extra, log_failure, make_plan
+from .delivery import Deliverer, Plan, log_failure, make_plan
 from .dispatch import DispatcherSettings
 from .errors import ConfigError, TriggerError
 from .heartbeat import Heartbeat
 from .listeners.base import Listener
+from .logs import log_extra
 from .masking import mask_payload
 from .metrics import AppMetrics
 from .notification import Notification

@@ -16,10 +16,10 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._fork import register
 from .breaker import CircuitBreaker
 from .dispatch import IN_FLIGHT, Dispatcher, DispatcherSettings
 from .errors import EventiscError, QueueFull
+from .logs import Throttle, log_extra
 from .metrics import ListenerMetrics
 from .report import Delivery
 from .retry import DEFAULT_BACKGROUND, DEFAULT_SYNC, RetryPolicy
@@ -91,19 +91,6 @@ def release_frames(error: BaseException) -> None:
         todo += (exc.__cause__, exc.__context__)
 
 
-def log_extra(
-    event_name: str, listener: str, attempt: int, outcome: str, latency: float | None = None
-) -> dict[str, Any]:
-    """The ``extra`` fields of every log record about a delivery (for JSON log formatters)."""
-    return {
-        "event_name": event_name,
-        "listener": listener,
-        "attempt": attempt,
-        "outcome": outcome,
-        "latency_ms": None if latency is None else round(latency * 1000, 3),
-    }
-
-
 def log_failure(
     listener: Listener,
     event_name: str,
@@ -123,32 +110,6 @@ def log_failure(
         exc_info=exc,
         extra=log_extra(event_name, listener.name, attempts, outcome, latency),
     )
-
-
-class Throttle:
-    """Says when something that happens often should be logged: at most once per
-    ``period`` seconds, with how many times it happened meanwhile."""
-
-    def __init__(self, period: float):
-        self.period = period
-        self._last = -period
-        self._skipped = 0
-        self._lock = threading.Lock()
-        register(self)
-
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()
-
-    def ready(self) -> int | None:
-        """The number of skipped occurrences when it is time to log, else None."""
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last < self.period:
-                self._skipped += 1
-                return None
-            self._last = now
-            skipped, self._skipped = self._skipped, 0
-            return skipped
 
 
 class Deliverer:

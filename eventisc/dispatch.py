@@ -20,8 +20,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ._fork import register
+from .errors import ConfigError
 from .report import Delivery
-from .settings import check_count, check_seconds, config_error
+from .settings import check_count, check_seconds
 
 __all__ = ["DISPATCHER_SCHEMA", "IN_FLIGHT", "Dispatcher", "DispatcherSettings"]
 
@@ -67,9 +68,9 @@ class DispatcherSettings:
         check_count("min_workers", self.min_workers)
         check_count("max_workers", self.max_workers, 1)
         if self.min_workers > self.max_workers:
-            raise ValueError(
-                f"min_workers ({self.min_workers}) must not be more than max_workers "
-                f"({self.max_workers})"
+            raise ConfigError(
+                f"must not be more than max_workers ({self.max_workers}), not {self.min_workers}",
+                "min_workers",
             )
         check_count("queue_size", self.queue_size, 1)
         check_count("breaker_failures", self.breaker_failures)
@@ -78,7 +79,9 @@ class DispatcherSettings:
         for name in ("block_timeout", "shutdown_timeout", "breaker_reset"):
             check_seconds(name, getattr(self, name), zero=True)
         if self.on_full is not None and self.on_full not in ON_FULL:
-            raise ValueError(f"on_full must be one of {', '.join(ON_FULL)}, not {self.on_full!r}")
+            raise ConfigError(
+                f"must be one of {', '.join(ON_FULL)}, not {self.on_full!r}", "on_full"
+            )
 
     @classmethod
     def from_config(
@@ -88,8 +91,10 @@ class DispatcherSettings:
             return value
         try:
             return cls(**dict(value or {}))
+        except ConfigError as exc:
+            raise exc.within(path) from None
         except (TypeError, ValueError) as exc:
-            raise config_error(exc, path) from None
+            raise ConfigError(str(exc), path) from None
 
 
 #: JSON Schema of the ``dispatcher`` mapping.

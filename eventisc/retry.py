@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import (
+    ConfigError,
     ConnectError,
     DeliveryTimeout,
     HTTPStatusError,
     Rejected,
     TemplateError,
 )
-from .settings import check_count, check_seconds, config_error
+from .settings import check_count, check_seconds
 
 __all__ = ["DEFAULT_BACKGROUND", "DEFAULT_SYNC", "RETRY_SCHEMA", "RetryPolicy", "failure_class"]
 
@@ -72,13 +73,14 @@ class RetryPolicy:
         for name in ("backoff_factor", "max_backoff"):
             check_seconds(name, getattr(self, name), zero=True)
         if not (isinstance(self.jitter, (int, float)) and 0 <= self.jitter <= 1):
-            raise ValueError(f"jitter must be between 0 and 1, not {self.jitter!r}")
+            raise ConfigError(f"must be between 0 and 1, not {self.jitter!r}", "jitter")
         names = frozenset(str(n).lower() for n in self.retry_on)
         for name in names:
             if name not in _NAMED and not (name.isdigit() and 100 <= int(name) <= 599):
-                raise ValueError(
-                    f"retry_on: unknown failure {name!r}; use {', '.join(sorted(_NAMED))} "
-                    "or HTTP status codes"
+                raise ConfigError(
+                    f"unknown failure {name!r}; use {', '.join(sorted(_NAMED))} or HTTP status "
+                    "codes",
+                    "retry_on",
                 )
         object.__setattr__(self, "retry_on", names)
 
@@ -94,8 +96,10 @@ class RetryPolicy:
             options["retry_on"] = frozenset(str(v) for v in options["retry_on"])
         try:
             return cls(**options)
+        except ConfigError as exc:
+            raise exc.within(path) from None
         except (TypeError, ValueError) as exc:
-            raise config_error(exc, path) from None
+            raise ConfigError(str(exc), path) from None
 
     def retries(self, exc: BaseException) -> bool:
         """Whether this failure is worth another attempt under this policy."""

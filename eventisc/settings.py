@@ -15,41 +15,15 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = [
-    "LONGEST",
-    "BadSetting",
-    "check_count",
-    "check_seconds",
-    "config_error",
-    "count_option",
-    "seconds_option",
-]
+__all__ = ["LONGEST", "check_count", "check_seconds", "count_option", "seconds_option"]
 
 #: The longest wait a duration may ask for: what Python's timed waits accept (~292 years).
 LONGEST = threading.TIMEOUT_MAX
 
 
-class BadSetting(ValueError):
-    """A setting's value is wrong: ``setting`` names it (the config key), ``problem`` says
-    what is wrong (``must be ..., not ...``)."""
-
-    def __init__(self, setting: str, problem: str):
-        self.setting = setting
-        self.problem = problem
-        super().__init__(f"{setting} {problem}")
-
-
-def config_error(exc: Exception, path: str) -> ConfigError:
-    """The ConfigError for a value class's ``exc``, at ``path.<setting>`` when the setting is
-    known (a :class:`BadSetting`), else at ``path``."""
-    if isinstance(exc, BadSetting):
-        return ConfigError(exc.problem, f"{path}.{exc.setting}" if path else exc.setting)
-    return ConfigError(str(exc), path)
-
-
 def check_seconds(name: str, value: Any, *, zero: bool = False, maximum: float = LONGEST) -> float:
     """``value`` as seconds: a finite number > 0 (>= 0 with ``zero``) and at most ``maximum``;
-    else :class:`BadSetting` naming ``name``."""
+    else a :class:`ConfigError` at ``name`` (``ConfigError.within`` puts it under its parent)."""
     ok = (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -59,32 +33,32 @@ def check_seconds(name: str, value: Any, *, zero: bool = False, maximum: float =
     )
     if not ok:
         bound = ">= 0" if zero else "above 0"
-        raise BadSetting(
-            name,
+        raise ConfigError(
             f"must be a finite number of seconds {bound} (at most {maximum:.0f}), not {value!r}",
+            name,
         )
     return float(value)
 
 
 def check_count(name: str, value: Any, minimum: int = 0) -> int:
     """``value`` as a whole number >= ``minimum`` (a bool, a float or a numeric string is not
-    one); else :class:`BadSetting` naming ``name``."""
+    one); else a :class:`ConfigError` at ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BadSetting(name, f"must be an integer of at least {minimum}, not {value!r}")
+        raise ConfigError(f"must be an integer of at least {minimum}, not {value!r}", name)
     return value
 
 
 def seconds_option(value: Any, path: str, *, zero: bool = False, maximum: float = LONGEST) -> float:
-    """:func:`check_seconds` for a listener's option: a :class:`ConfigError` at ``path``."""
+    """:func:`check_seconds` for an option at ``path`` (``requests_kwargs.timeout``)."""
     try:
         return check_seconds(path.rsplit(".", 1)[-1], value, zero=zero, maximum=maximum)
-    except BadSetting as exc:
-        raise ConfigError(exc.problem, path) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path) from None
 
 
 def count_option(value: Any, path: str, minimum: int = 0) -> int:
-    """:func:`check_count` for a listener's option: a :class:`ConfigError` at ``path``."""
+    """:func:`check_count` for an option at ``path``."""
     try:
         return check_count(path.rsplit(".", 1)[-1], value, minimum)
-    except BadSetting as exc:
-        raise ConfigError(exc.problem, path) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path) from None

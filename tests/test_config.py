@@ -281,9 +281,10 @@ def test_durations_given_from_python_are_checked_the_same_way(make, path):
     with pytest.raises(ConfigError) as info:
         make()
     assert info.value.path == path and "finite" in info.value.message
-    with pytest.raises(ValueError, match="max_attempts must be an integer of at least 1"):
+    # Value classes built from Python raise a ConfigError (a ValueError) naming the setting.
+    with pytest.raises(ConfigError, match="max_attempts: must be an integer of at least 1"):
         eventisc.RetryPolicy(max_attempts=True)
-    with pytest.raises(ValueError, match="breaker_reset must be a finite number of seconds"):
+    with pytest.raises(ValueError, match="breaker_reset: must be a finite number of seconds"):
         eventisc.DispatcherSettings(breaker_reset=float("nan"))
 
 
