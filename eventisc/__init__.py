@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._fork import on_fork
+from ._version import __version__
 from .app import App, ListenerLike
 from .config import ConfigSource, read_config
 from .dispatch import DispatcherSettings
@@ -38,8 +39,6 @@ from .listeners.base import Listener
 from .notification import Notification
 from .report import Delivery, Report
 from .retry import RetryPolicy
-
-__version__ = "0.1.0"
 
 __all__ = [
     "App",

@@ -34,8 +34,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
     raise missing_driver("http", "requests", "http") from exc
 
-from .. import __version__
 from .._fork import register
+from .._version import __version__
 from ..encoding import encode
 from ..errors import ConfigError, DeliveryError, DeliveryTimeout, HTTPStatusError, TemplateError
 from ..notification import Notification
