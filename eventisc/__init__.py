@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._fork import on_fork
-from ._version import __version__
+from ._version import __version__ as __version__
 from .app import App, ListenerLike
 from .config import ConfigSource, read_config
 from .dispatch import DispatcherSettings

@@ -1,3 +1,3 @@
-"""The version of eventisc (its own module: any module may read it without importing the package)."""
+"""The version of eventisc, in a module of its own: any module may read it."""
 
 __version__ = "0.1.0"
