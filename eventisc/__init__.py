@@ -19,7 +19,6 @@ from ._fork import on_fork
 from ._version import __version__ as __version__
 from .app import App, ListenerLike
 from .config import ConfigSource, read_config
-from .dispatch import DispatcherSettings
 from .errors import (
     CircuitOpenError,
     ConfigError,
@@ -38,7 +37,7 @@ from .heartbeat import Heartbeat
 from .listeners.base import Listener
 from .notification import Notification
 from .report import Delivery, Report
-from .retry import RetryPolicy
+from .settings import DispatcherSettings, RetryPolicy
 
 __all__ = [
     "App",

@@ -1,38 +1,41 @@
-"""The App: listeners, their router, and ``trigger()`` running route → filter → render → deliver."""
+"""The App: its routes, and ``trigger()`` running route → filter → render → send.
+
+Adding a listener builds its :class:`~eventisc.routing.Route` (the listener, its plan, its
+metrics, its send step); ``trigger`` and ``dispatch`` run the same flow and differ only in the
+sink that collects the outcomes: none (``trigger`` counts) or a list of
+:class:`~eventisc.report.Delivery` (``dispatch``). Capture (:mod:`eventisc.testing`), dry-run
+and delivery hooks rewire the routes once, instead of being flags read at every trigger.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from logging import DEBUG
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from .config import env_flag, validate_config
-from .delivery import Deliverer, Plan, log_failure, make_plan
-from .dispatch import DispatcherSettings
+from .config import env_flag, open_spool, resolve_plan, validate_config
+from .delivery import HOOK_EVENTS, Deliverer, Wiring
 from .errors import ConfigError, TriggerError
 from .heartbeat import Heartbeat
 from .listeners.base import Listener
-from .logs import log_extra
-from .masking import mask_payload
-from .metrics import AppMetrics
-from .notification import Notification
-from .observe import Observable
+from .metrics import AppMetrics, ListenerMetrics
+from .observe import HOOKS, stats, summary
 from .report import Delivery, Report
-from .retry import RetryPolicy
-from .routing import Router
-from .settings import seconds_option
+from .routing import Route, Router
+from .settings import DispatcherSettings, Plan, RetryPolicy, check_mode, seconds_option
 
 if TYPE_CHECKING:
+    from .notification import Notification
     from .spool import Spool
 
-__all__ = ["App"]
+__all__ = ["App", "Interceptor", "ListenerLike"]
 
-logger = logging.getLogger("eventisc")
+logger = logging.getLogger(__name__)
 
 #: Top-level options that may also be given as objects from Python.
 _OBJECT_OPTIONS = ("retry", "dispatcher", "spool")
@@ -41,7 +44,19 @@ _OBJECT_OPTIONS = ("retry", "dispatcher", "spool")
 ListenerLike = Listener | Mapping[str, Any]
 
 
-class App(Observable):
+class Interceptor:
+    """What :meth:`App.intercept` takes (see :mod:`eventisc.testing`): ``observe(name, data)``
+    sees every event triggered, ``capture(listener, notification)`` gets every rendered
+    notification instead of it being sent."""
+
+    def observe(self, event_name: str, event_data: Any) -> None:
+        raise NotImplementedError("an Interceptor implements observe(event_name, event_data)")
+
+    def capture(self, listener: Listener, notification: Notification) -> None:
+        raise NotImplementedError("an Interceptor implements capture(listener, notification)")
+
+
+class App:
     """A set of listeners and the events they hear.
 
     ``trigger`` may be called from many threads at once. ``close()`` releases connections;
@@ -70,51 +85,36 @@ class App(Observable):
                 seconds_option(seconds, option)
         self.name_prefix: str = name_prefix or ""
         self.raise_errors = raise_errors
-        #: Render and log instead of delivering; defaults to the EVENTISC_DRYRUN variable
-        #: read when the app is created.
-        self.dry_run: bool = env_flag("EVENTISC_DRYRUN") if dry_run is None else dry_run
         self.source = source
-        #: Testing hooks (eventisc.testing): called with (event name, data) at every trigger,
-        #: and with (listener, notification) instead of delivering.
-        self._observe: Callable[[str, Any], None] | None = None
-        self._capture: Callable[[Listener, Notification], None] | None = None
-        self._metrics = AppMetrics()
-        self._triggered = self._metrics.triggered.inc
-        self._app_hooks: dict[str, list[Callable[[Any], object]]] = {}
-        self._started = False
-        #: False once delivery hooks exist: then every delivery gets its Delivery object.
-        self._fast = True
-        self.listeners: list[Listener] = []
-        self._names: set[str] = set()
-        for index, item in enumerate(listeners or ()):
-            self._add(item, f"listeners[{index}]")
-        self._router = Router(self.listeners)
-        if delivery not in ("sync", "background"):
-            raise ConfigError(f"must be sync or background, not {delivery!r}", "delivery")
-        self.delivery = delivery
+        self.delivery = check_mode(delivery)
         self.retry = RetryPolicy.from_config(retry) if retry is not None else None
         self.durable = durable
+        #: Render and log instead of delivering; defaults to the EVENTISC_DRYRUN variable
+        #: read when the app is created.
+        self._dry_run: bool = env_flag("EVENTISC_DRYRUN") if dry_run is None else dry_run
+        self._interceptor: Interceptor | None = None
+        self._metrics = AppMetrics()
+        self._triggered = self._metrics.triggered.inc
+        self._app_hooks: dict[str, list[Callable[[App], object]]] = {}
+        self._started = False
+        self._routes: list[Route] = []
+        self._router = Router(())
         settings = DispatcherSettings.from_config(dispatcher)
-        spool_obj = _open_spool(spool)
+        spool_obj = open_spool(spool)
         if settings.on_full == "spool" and spool_obj is None:
             raise ConfigError("on_full: spool needs a `spool` to write to", "dispatcher.on_full")
-        self._has_spool = spool_obj is not None
-        background = delivery == "background" or any(
-            lis.delivery == "background" for lis in self.listeners
-        )
+        built = self._listeners(listeners or ())
+        background = delivery == "background" or any(lis.delivery == "background" for lis in built)
         self._deliverer = Deliverer(spool=spool_obj, settings=settings, background=background)
-        for index, lis in enumerate(self.listeners):
-            self._deliverer.plans[lis] = self._plan(lis, index)
+        self._routes = [self._route(lis, f"listeners[{i}]") for i, lis in enumerate(built)]
+        self._router = Router(self._routes)
         self._heartbeat: Heartbeat | None = None
+        self._reporter: Heartbeat | None = None
+        self._start_threads(heartbeat, report_interval)
         if background:
             _background_apps.add(self)
             if recover:
-                self._deliverer.recover(self.listeners)
-        if heartbeat:
-            self.start_heartbeat(heartbeat)
-        self._reporter: Heartbeat | None = None
-        if report_interval:
-            self._reporter = Heartbeat(self._log_summary, report_interval, "eventisc-report")
+                self._deliverer.recover((route.wiring, route.plan) for route in self._routes)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], source: str | None = None) -> App:
@@ -139,44 +139,41 @@ class App(Observable):
                 raise exc.within("", source) from None
             raise
 
-    # -- listeners ----------------------------------------------------------------------------
+    # -- listeners and their routes -----------------------------------------------------------
+
+    @property
+    def listeners(self) -> list[Listener]:
+        """The listeners, in config order (a new list: add one with :meth:`add_listener`)."""
+        return [route.listener for route in self._routes]
 
     def add_listener(self, listener: ListenerLike) -> Listener:
         """Add a listener (a Listener or a config mapping) after the app was created."""
-        index = len(self.listeners)
-        added = self._add(listener, f"listeners[{index}]")
-        plan = self._plan(added, index)
-        if plan.background and self._deliverer.dispatcher is None:
-            self.listeners.pop()
+        path = f"listeners[{len(self._routes)}]"
+        taken = {route.name for route in self._routes}
+        added = self._listener(listener, path, taken)
+        if added.delivery == "background" and self._deliverer.background is None:
             raise ConfigError(
                 "a background listener needs an app created with a background listener or "
                 "`delivery: background`",
-                f"listeners[{index}].delivery",
+                f"{path}.delivery",
             )
-        self._deliverer.plans[added] = plan
-        self._router = Router(self.listeners)
+        route = self._route(added, path)  # everything is checked before anything is kept
+        self._routes.append(route)
+        self._router = Router(self._routes)
         return added
 
-    def _plan(self, listener: Listener, index: int) -> Plan:
-        plan = make_plan(
-            listener,
-            delivery=self.delivery,
-            retry=self.retry,
-            durable=self.durable,
-            has_spool=self._has_spool,
-            settings=self._deliverer.settings,
-        )
-        if plan.durable and not (plan.background and self._has_spool):
-            where = (
-                "durable"
-                if self.durable and listener.durable is None
-                else f"listeners[{index}].durable"
-            )
-            raise ConfigError("durable delivery needs `delivery: background` and a `spool`", where)
-        plan.metrics = self._metrics.listeners.setdefault(listener.name, plan.metrics)
-        return plan
+    def _listeners(self, items: Iterable[ListenerLike]) -> list[Listener]:
+        built: list[Listener] = []
+        taken: set[str] = set()
+        for index, item in enumerate(items):
+            listener = self._listener(item, f"listeners[{index}]", taken)
+            taken.add(listener.name)
+            built.append(listener)
+        return built
 
-    def _add(self, item: ListenerLike, path: str) -> Listener:
+    @staticmethod
+    def _listener(item: ListenerLike, path: str, taken: set[str] | None = None) -> Listener:
+        """The listener ``item`` describes, named apart from the names ``taken``."""
         if isinstance(item, Listener):
             listener = item
         elif isinstance(item, Mapping):
@@ -185,20 +182,69 @@ class App(Observable):
             raise ConfigError(
                 f"expected a listener mapping or a Listener, not {type(item).__name__}", path
             )
-        if listener.name in self._names:
+        if taken and listener.name in taken:
             if listener._explicit_name:
                 raise ConfigError(f"duplicate listener name {listener.name!r}", f"{path}.name")
             base, n = listener.name, 2
-            while f"{base}#{n}" in self._names:
+            while f"{base}#{n}" in taken:
                 n += 1
             listener.name = f"{base}#{n}"
-        self._names.add(listener.name)
-        self.listeners.append(listener)
         return listener
+
+    def _route(self, listener: Listener, path: str) -> Route:
+        plan = resolve_plan(
+            listener,
+            path,
+            delivery=self.delivery,
+            retry=self.retry,
+            durable=self.durable,
+            has_spool=self._deliverer.spool is not None,
+        )
+        metrics = ListenerMetrics()
+        return Route(listener, plan, metrics, self._wire(listener, plan, metrics))
+
+    def _wire(self, listener: Listener, plan: Plan, metrics: ListenerMetrics) -> Wiring:
+        capture = self._interceptor.capture if self._interceptor is not None else None
+        return self._deliverer.wire(listener, plan, metrics, dry_run=self._dry_run, capture=capture)
+
+    def _rewire(self) -> None:
+        """Choose every route's send step again (dry-run, capture or hooks changed)."""
+        for route in self._routes:
+            route.wiring = self._wire(route.listener, route.plan, route.metrics)
+            route.send = route.wiring.send
+
+    def plan(self, name: str) -> Plan:
+        """How the listener called ``name`` delivers (KeyError if there is none)."""
+        for route in self._routes:
+            if route.name == name:
+                return route.plan
+        raise KeyError(name)
 
     def routes(self, event_name: str) -> tuple[Listener, ...]:
         """The listeners ``event_name`` reaches (``name_prefix`` is added first)."""
-        return self._router.match(self.name_prefix + event_name)
+        return tuple(route.listener for route in self._router.match(self.name_prefix + event_name))
+
+    @property
+    def dry_run(self) -> bool:
+        """Render and log (:meth:`Listener.dry_run`) instead of delivering."""
+        return self._dry_run
+
+    @dry_run.setter
+    def dry_run(self, value: bool) -> None:
+        self._dry_run = bool(value)
+        self._rewire()
+
+    def intercept(self, interceptor: Interceptor | None) -> Interceptor | None:
+        """Have ``interceptor`` see every event and get every rendered notification instead of
+        it being sent (None: deliver again); returns the previous one. Used by
+        :func:`eventisc.testing.capture`."""
+        previous, self._interceptor = self._interceptor, interceptor
+        if interceptor is None:
+            self.__dict__.pop("_fire", None)
+        else:
+            self._fire = self._observed_fire  # type: ignore[method-assign]
+        self._rewire()
+        return previous
 
     # -- triggering ---------------------------------------------------------------------------
 
@@ -210,7 +256,8 @@ class App(Observable):
         ``eventisc`` logger and not counted; with ``raise_errors`` a :class:`TriggerError`
         listing the failures known when ``trigger`` returns is raised at the end.
         """
-        return self._fire(self.name_prefix + event_name, event_data, None)
+        data = {} if event_data is None else event_data
+        return self._fire(self.name_prefix + event_name, data, None)
 
     def dispatch(self, event_name: str, event_data: Any = None) -> Report:
         """Like :meth:`trigger`, returning a :class:`Report` with one :class:`Delivery` per
@@ -218,111 +265,135 @@ class App(Observable):
         deliveries are futures: ``report.wait(timeout)``."""
         name = self.name_prefix + event_name
         deliveries: list[Delivery] = []
-        self._fire(name, event_data, deliveries)
+        self._fire(name, {} if event_data is None else event_data, deliveries)
         return Report(name, deliveries)
 
-    def _fire(self, name: str, event_data: Any, report: list[Delivery] | None) -> int:
-        if event_data is None:
-            event_data = {}
+    def _fire(self, name: str, data: Any, sink: list[Delivery] | None) -> int:
+        """Route → filter → render → send, for each route of ``name``; the outcomes go to
+        ``sink`` (a list of deliveries, or None: only counted)."""
         if not self._started:
             self._start()
         self._triggered()
-        if self._observe is not None:
-            self._observe(name, event_data)
-        listeners = self._router.match(name)
-        if not listeners:
+        routes = self._router.match(name)
+        if not routes:
             return 0
-        capture = self._capture
-        deliverer = self._deliverer
-        plans = deliverer.plans
-        fast = report is None and self._fast
         start = monotonic()
         notified = 0
         failures: list[tuple[str, BaseException]] | None = None
-        for listener in listeners:
-            plan = plans[listener]
-            metrics = plan.metrics
-            metrics.matched.inc()
-            delivery = notification = None
+        for route in routes:
+            route.matched()
+            notification = None
+            rendering = False
             try:
-                accept = listener._accept
-                if accept is not None:
-                    try:
-                        rejected = not accept(name, event_data)
-                    except Exception as exc:
-                        failure = getattr(listener.filter, "failure", None)
-                        if failure is None:
-                            raise
-                        raise failure(exc) from exc
-                    if rejected:
-                        metrics.filtered.inc()
-                        if report is not None:
-                            report.append(_finished(listener, None, "skipped", "filtered out"))
-                        continue
-                notification = listener.render(name, event_data)
-                if capture is not None or self.dry_run:
-                    if capture is not None:
-                        capture(listener, notification)
-                    else:
-                        self._log_dry_run(listener, notification)
-                    notified += 1
-                    if report is not None:
-                        detail = "captured" if capture is not None else "dry-run"
-                        report.append(_finished(listener, notification, "skipped", detail))
+                accept = route.listener._accept
+                if accept is not None and not accept(name, data):
+                    route.filtered(sink)
                     continue
-                if fast and plan.simple:
-                    detail = listener.deliver(notification)
-                    if detail is not False:
-                        latency = monotonic() - start
-                        metrics.delivered(latency)
-                        notified += 1
-                        if logger.isEnabledFor(DEBUG):
-                            _log_delivered(listener, name, detail, latency)
-                    continue
-                delivery = Delivery(listener, notification, plan.priority)
-                if report is not None:
-                    report.append(delivery)
-                if plan.background:
-                    if deliverer.enqueue(delivery, plan):
-                        notified += 1
-                        continue
-                else:
-                    deliverer.deliver_now(delivery)  # logs a final failure itself
-                    if delivery.status in ("delivered", "skipped"):
-                        notified += delivery.status == "delivered"
-                        continue
-                error = delivery.error
-                assert error is not None
+                rendering = True
+                notification = route.listener.render(name, data)
+                outcome = route.send(notification, start, sink)
             except Exception as exc:  # one listener's failure never stops the others
-                attempts = 1 if notification is not None else 0
-                log_failure(listener, name, exc, attempts, latency=monotonic() - start)
-                error = exc
-                if delivery is None:
-                    delivery = Delivery(listener, notification)
-                    if report is not None:
-                        report.append(delivery)
-                deliverer.finish(delivery, "failed", exc)
-            if failures is None:
-                failures = []
-            failures.append((listener.name, error))
-        if failures and self.raise_errors:
-            raise TriggerError(name, failures, notified)
+                outcome = route.fail(exc, rendering, name, notification, start, sink)
+            if outcome is True:
+                notified += 1
+            elif outcome is not False:
+                failures = (failures or []) + [(route.name, outcome)]
+        if failures:
+            self._failed(name, failures, notified)
         return notified
 
-    def _log_dry_run(self, listener: Listener, notification: Notification) -> None:
-        logger.info(
-            "dry-run: listener %r would send %r",
-            listener.name,
-            mask_payload(notification.payload),
-            extra=log_extra(notification.event_name, listener.name, 0, "dry-run"),
-        )
+    def _failed(self, name: str, failures: list[tuple[str, BaseException]], notified: int) -> None:
+        # Every failure was logged already; with raise_errors the caller hears of them too.
+        if self.raise_errors:
+            raise TriggerError(name, failures, notified)
+
+    def _observed_fire(self, name: str, data: Any, sink: list[Delivery] | None) -> int:
+        # Installed by intercept(): the interceptor sees the event, even one nobody hears.
+        interceptor = self._interceptor
+        if interceptor is not None:
+            interceptor.observe(name, data)
+        return App._fire(self, name, data, sink)
+
+    async def atrigger(self, event_name: str, event_data: Any = None) -> int:
+        """:meth:`trigger` for ``async`` code: runs in a worker thread, the loop never waits."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.trigger, event_name, event_data)
+
+    async def adispatch(self, event_name: str, event_data: Any = None) -> Report:
+        """:meth:`dispatch` for ``async`` code (the report's ``wait`` blocks: use
+        ``await asyncio.to_thread(report.wait, timeout)``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.dispatch, event_name, event_data)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every background delivery is final (delivered, given up or spooled);
         False if ``timeout`` seconds ran out first. Immediate in sync mode."""
         return self._deliverer.flush(timeout)
 
+    # -- hooks and stats ----------------------------------------------------------------------
+
+    def on(self, event: str, callback: Callable[[Any], object] | None = None) -> Any:
+        """Call ``callback`` on ``event``; returns it. Without ``callback``, a decorator:
+        ``@app.on("failed")``.
+
+        ``started`` (the app's first trigger) and ``closed`` get the app; ``delivered``,
+        ``failed``, ``spooled`` and ``dropped`` get the :class:`~eventisc.Delivery` (its
+        notification, status, error, attempts, latency). Callbacks run in the thread that
+        delivered; one that raises is logged and never breaks delivery.
+        """
+        if event not in HOOKS:
+            raise ValueError(f"unknown event {event!r}; App.on takes: {', '.join(HOOKS)}")
+        if callback is None:
+            return lambda fn: self.on(event, fn)
+        if event in HOOK_EVENTS:
+            first = not self._deliverer.hooks
+            self._deliverer.hooks.add(event, callback)
+            if first:
+                self._rewire()  # every delivery needs its Delivery now, for the callbacks
+        else:
+            self._app_hooks.setdefault(event, []).append(callback)
+        return callback
+
+    def _run_app_hooks(self, event: str) -> None:
+        for hook in self._app_hooks.get(event, ()):
+            try:
+                hook(self)
+            except Exception:
+                logger.exception("a %r hook failed", event)
+
+    def _start(self) -> None:
+        self._started = True
+        self._run_app_hooks("started")
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the app's numbers as plain, JSON-serializable dicts.
+
+        ``app``: totals (``triggered``, ``matched``, ``filtered``, ``delivered``, ``failed``,
+        ``retried``, ``dropped``, ``spooled``, ``latency`` as count, sum and cumulative
+        buckets); ``listeners``: the same per listener name (and ``circuit``, the breaker of a
+        background listener); ``dispatcher``: the background queue and workers (None in sync
+        mode). Cheap: call it every second if you like.
+        """
+        return stats(self._metrics, self._routes, self._deliverer.dispatcher)
+
+    def register_prometheus(self, registry: Any = None, name: str = "eventisc") -> Any:
+        """Export :meth:`stats` to Prometheus (``pip install 'eventisc[prometheus]'``);
+        returns the collector, registered in ``registry`` (default: prometheus_client's).
+        ``name`` is the ``app`` label of every series (distinct per app in one registry)."""
+        from .prometheus import register
+
+        return register(self, registry, name)
+
+    def _log_summary(self) -> None:
+        logger.info("eventisc: %s", summary(self.stats()))
+
     # -- connections ----------------------------------------------------------------------------
+
+    def _start_threads(self, heartbeat: float | None, report_interval: float | None) -> None:
+        if heartbeat:
+            self.start_heartbeat(heartbeat)
+        if report_interval:
+            self._reporter = Heartbeat(self._log_summary, report_interval, "eventisc-report")
 
     def heartbeat(self) -> None:
         """Let every listener keep its idle connections alive (and drop the dead ones)."""
@@ -362,43 +433,7 @@ class App(Observable):
         self.close()
 
     def __repr__(self) -> str:
-        return f"<App prefix={self.name_prefix!r} listeners={len(self.listeners)}>"
-
-
-def _log_delivered(listener: Listener, name: str, detail: Any, latency: float) -> None:
-    logger.debug(
-        "listener %r delivered event %r: %s",
-        listener.name,
-        name,
-        detail,
-        extra=log_extra(name, listener.name, 1, "delivered", latency),
-    )
-
-
-def _open_spool(value: Any) -> Spool | None:
-    if value is None:
-        return None
-    from .spool import Spool, SpoolError
-
-    if isinstance(value, Spool):
-        return value
-    path = value["path"] if isinstance(value, Mapping) else value
-    try:
-        return Spool(path)
-    except SpoolError as exc:
-        raise ConfigError(str(exc), "spool.path") from None
-
-
-def _finished(
-    listener: Listener,
-    notification: Notification | None,
-    status: str,
-    detail: str | None,
-    error: BaseException | None = None,
-) -> Delivery:
-    delivery = Delivery(listener, notification)
-    delivery.finish(status, error, detail)
-    return delivery
+        return f"<App prefix={self.name_prefix!r} listeners={len(self._routes)}>"
 
 
 #: Apps delivering in the background, closed (so their queues drain) when Python exits.

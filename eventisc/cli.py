@@ -71,7 +71,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _plan(app: App, listener: Any) -> str:
-    plan = app._deliverer.plans[listener]
+    plan = app.plan(listener.name)
     mode = "background" if plan.background else "sync"
     attempts = plan.policy.max_attempts
     tries = f"up to {attempts} attempts" if attempts > 1 else "1 attempt"

@@ -1,8 +1,10 @@
-"""Reading configuration: YAML or JSON files, file objects, dicts and the environment.
+"""The config layer: reading configs (YAML or JSON files, file objects, dicts, the
+environment), checking them, and building what they describe: the settings values, the spool,
+and each listener's :class:`~eventisc.settings.Plan`.
 
-Everything about a config is checked here, when it is loaded: the schema, each listener's kind
-and options, regexes, templates and filter expressions. Errors are :class:`ConfigError`
-naming the file and the path of the offending value.
+Everything about a config is checked when it is loaded: the schema, each listener's kind and
+options, regexes, templates and filter expressions, and how its options combine with the app's.
+Errors are :class:`ConfigError` naming the file and the path of the offending value.
 """
 
 from __future__ import annotations
@@ -10,12 +12,24 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import IO, Any, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
 from .errors import ConfigError
 from .schema import CONFIG_SCHEMA, validate
+from .settings import DEFAULT_BACKGROUND, DEFAULT_SYNC, Plan, RetryPolicy
 
-__all__ = ["ConfigSource", "env_flag", "read_config", "validate_config"]
+if TYPE_CHECKING:
+    from .listeners.base import Listener
+    from .spool import Spool
+
+__all__ = [
+    "ConfigSource",
+    "env_flag",
+    "open_spool",
+    "read_config",
+    "resolve_plan",
+    "validate_config",
+]
 
 ConfigSource = Union[str, "os.PathLike[str]", IO[str], IO[bytes], Mapping[str, Any]]
 
@@ -96,3 +110,40 @@ def _top_level(data: Any, label: str) -> dict[str, Any]:
 def validate_config(config: Mapping[str, Any], source: str | None = None) -> None:
     """Check the top-level keys (listeners are checked one by one when they are built)."""
     validate(config, CONFIG_SCHEMA, "", "configs", source)
+
+
+def open_spool(value: Any) -> Spool | None:
+    """The spool a config's ``spool`` names: a :class:`~eventisc.spool.Spool`, a path, or
+    ``{path: ...}``; None for None. A spool that cannot be opened is a ConfigError."""
+    if value is None:
+        return None
+    from .spool import Spool, SpoolError  # sqlite3, only for apps that have a spool
+
+    if isinstance(value, Spool):
+        return value
+    path = value["path"] if isinstance(value, Mapping) else value
+    try:
+        return Spool(path)
+    except SpoolError as exc:
+        raise ConfigError(str(exc), "spool.path") from None
+
+
+def resolve_plan(
+    listener: Listener,
+    path: str,
+    *,
+    delivery: str,
+    retry: RetryPolicy | None,
+    durable: bool,
+    has_spool: bool,
+) -> Plan:
+    """How ``listener`` (at ``path`` in the config) delivers: its own ``delivery``, ``retry``,
+    ``durable`` and ``priority`` over the app's. Durable delivery needs background delivery and
+    a spool: a ConfigError otherwise, at the listener's ``durable`` or the app's."""
+    background = (listener.delivery or delivery) == "background"
+    policy = listener.retry or retry or (DEFAULT_BACKGROUND if background else DEFAULT_SYNC)
+    is_durable = durable if listener.durable is None else listener.durable
+    if is_durable and not (background and has_spool):
+        where = "durable" if listener.durable is None else f"{path}.durable"
+        raise ConfigError("durable delivery needs `delivery: background` and a `spool`", where)
+    return Plan(background, policy, bool(is_durable), listener.priority)

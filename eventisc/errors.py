@@ -117,7 +117,7 @@ class ConnectError(DeliveryError):
 
 class CircuitOpenError(ConnectError):
     """Not tried: the listener's last attempts could not reach its receiver, and its circuit
-    breaker holds background attempts back for a while (see :mod:`eventisc.breaker`)."""
+    breaker holds background attempts back for a while (see :mod:`eventisc.delivery.breaker`)."""
 
 
 class DeliveryTimeout(DeliveryError):

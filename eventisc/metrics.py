@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["BUCKETS", "OUTCOMES", "AppMetrics", "Counter", "Histogram", "ListenerMetrics"]
@@ -114,28 +115,24 @@ class ListenerMetrics:
 
 
 class AppMetrics:
-    """An app's counters: ``triggered`` events and a :class:`ListenerMetrics` per listener."""
+    """An app's own counter, ``triggered`` (events), and the snapshot of all its numbers."""
 
     def __init__(self) -> None:
         self.triggered = Counter()
-        self.listeners: dict[str, ListenerMetrics] = {}
 
-    def add(self, name: str) -> ListenerMetrics:
-        return self.listeners.setdefault(name, ListenerMetrics())
-
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, listeners: Mapping[str, ListenerMetrics]) -> dict[str, Any]:
         """``app`` totals (the per-listener numbers summed, ``triggered``) and ``listeners``."""
-        listeners = {name: m.snapshot() for name, m in self.listeners.items()}
+        per_listener = {name: m.snapshot() for name, m in listeners.items()}
         totals: dict[str, Any] = {"triggered": self.triggered.value}
         for key in ("matched", "filtered", "retried", *OUTCOMES):
-            totals[key] = sum(s[key] for s in listeners.values())
+            totals[key] = sum(s[key] for s in per_listener.values())
         buckets: dict[str, int] = {}
-        for snap in listeners.values():
+        for snap in per_listener.values():
             for bound, n in snap["latency"]["buckets"].items():
                 buckets[bound] = buckets.get(bound, 0) + n
         totals["latency"] = {
-            "count": sum(s["latency"]["count"] for s in listeners.values()),
-            "sum": sum(s["latency"]["sum"] for s in listeners.values()),
+            "count": sum(s["latency"]["count"] for s in per_listener.values()),
+            "sum": sum(s["latency"]["sum"] for s in per_listener.values()),
             "buckets": buckets,
         }
-        return {"app": totals, "listeners": listeners}
+        return {"app": totals, "listeners": per_listener}

@@ -9,7 +9,7 @@ series has an ``app`` label, so several apps can share a registry.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 try:
     from prometheus_client import REGISTRY
@@ -27,10 +27,13 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from .metrics import OUTCOMES
 
-if TYPE_CHECKING:
-    from .observe import Observable
+__all__ = ["EventiscCollector", "HasStats", "register"]
 
-__all__ = ["EventiscCollector", "register"]
+
+class HasStats(Protocol):
+    """What the collector reads: an :class:`eventisc.App` (its ``stats()``)."""
+
+    def stats(self) -> dict[str, Any]: ...
 
 #: Dispatcher gauges: stats key -> (metric name, help).
 _GAUGES = {
@@ -57,7 +60,7 @@ _LISTENER_COUNTERS = {
 class EventiscCollector(Collector):
     """Collects one app's :meth:`~eventisc.App.stats` as Prometheus metrics."""
 
-    def __init__(self, app: Observable, name: str = "eventisc"):
+    def __init__(self, app: HasStats, name: str = "eventisc"):
         self.app = app
         self.name = name
 
@@ -130,7 +133,7 @@ def _circuits(app: list[str], listeners: dict[str, Any]) -> Iterator[Metric]:
 
 
 def register(
-    app: Observable, registry: CollectorRegistry | None = None, name: str = "eventisc"
+    app: HasStats, registry: CollectorRegistry | None = None, name: str = "eventisc"
 ) -> EventiscCollector:
     """Register a collector of ``app`` in ``registry`` (default: the global one)."""
     collector = EventiscCollector(app, name)

@@ -52,6 +52,7 @@ class Delivery:
         "spool_id",
         "priority",
         "queued",
+        "sender",
     )
 
     def __init__(
@@ -73,6 +74,8 @@ class Delivery:
         self.priority = priority
         #: When it last entered the background queue (time.monotonic()).
         self.queued = 0.0
+        #: What makes its attempts (``sender.attempt(delivery)``): its route's, when it has one.
+        self.sender: Any = None
 
     @property
     def name(self) -> str:

@@ -1,39 +1,99 @@
-"""Which listeners hear an event: exact names in a dict, regexes cached per event name."""
+"""Routes and the router: which routes an event takes, and everything about each route.
+
+A :class:`Route` is built once, when its listener is added to an app, and holds everything
+about it: the listener (its filter and its ``render``), its metrics, and its wiring — the send
+step chosen for it and the recorder of its outcomes (:mod:`eventisc.delivery`). The
+:class:`Router` maps a full event name to its routes: exact names in a dict, regexes tried
+once per distinct event name and the result cached, so routing costs the same with 10 or 1,000
+listeners.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._fork import register
 
 if TYPE_CHECKING:
+    from .delivery import Wiring
     from .listeners.base import Listener
+    from .metrics import ListenerMetrics
+    from .notification import Notification
+    from .report import Delivery
+    from .settings import Plan
 
-__all__ = ["Router"]
+__all__ = ["Route", "Router"]
 
 #: How many distinct event names the regex cache remembers.
 CACHE_SIZE = 4096
 
 
-class Router:
-    """Maps a full event name to the listeners it reaches, in config order.
+class Route:
+    """One listener of an app, ready to take events (see the module docstring).
 
-    Exact names are a dict lookup. Regexes (matched with ``re.match``, as in event-isc) are
-    tried once per distinct event name and the result is cached, so routing costs the same
-    with 10 or 1,000 listeners. Safe to call from many threads.
+    ``send(notification, start, sink)`` is the route's send step
+    (:mod:`eventisc.delivery.steps`); ``matched()`` counts an event routed here.
     """
 
-    def __init__(self, listeners: Sequence[Listener], cache_size: int = CACHE_SIZE):
-        self._exact: dict[str, list[tuple[int, Listener]]] = {}
-        self._regex: list[tuple[int, Listener]] = []
-        for index, listener in enumerate(listeners):
+    __slots__ = ("listener", "plan", "metrics", "wiring", "send", "matched")
+
+    def __init__(self, listener: Listener, plan: Plan, metrics: ListenerMetrics, wiring: Wiring):
+        self.listener = listener
+        self.plan = plan
+        self.metrics = metrics
+        self.wiring = wiring
+        self.send = wiring.send
+        self.matched = metrics.matched.inc
+
+    @property
+    def name(self) -> str:
+        return self.listener.name
+
+    def filtered(self, sink: list[Delivery] | None) -> bool:
+        """The event did not pass the listener's filter: counted, and reported to ``sink``."""
+        self.metrics.filtered.inc()
+        self.wiring.recorder.skipped(None, "filtered out", sink)
+        return False
+
+    def fail(
+        self,
+        exc: Exception,
+        rendering: bool,
+        event_name: str,
+        notification: Notification | None,
+        start: float,
+        sink: list[Delivery] | None,
+    ) -> BaseException:
+        """Record a failure the send step did not record itself: the filter's (``rendering``
+        False), the template's, or a direct attempt's. Returns the error reported."""
+        error: BaseException = exc
+        if not rendering:
+            failure = getattr(self.listener.filter, "failure", None)
+            if failure is not None:  # the filter's own error for what its predicate raised
+                error = failure(exc)
+                error.__cause__ = exc
+        return self.wiring.recorder.failed_early(error, event_name, notification, start, sink)
+
+    def __repr__(self) -> str:
+        return f"<Route {self.name!r}>"
+
+
+class Router:
+    """Maps a full event name to the routes it takes, in config order. Safe to call from many
+    threads."""
+
+    def __init__(self, routes: Sequence[Route], cache_size: int = CACHE_SIZE):
+        self._exact: dict[str, list[tuple[int, Route]]] = {}
+        self._regex: list[tuple[int, Route]] = []
+        for index, route in enumerate(routes):
+            listener = route.listener
             if listener.event_name_regex is not None:
-                self._regex.append((index, listener))
+                self._regex.append((index, route))
             else:
-                self._exact.setdefault(listener.event_name or "", []).append((index, listener))
-        self._cache: dict[str, tuple[Listener, ...]] = {}
+                self._exact.setdefault(listener.event_name or "", []).append((index, route))
+        self._cache: dict[str, tuple[Route, ...]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
         register(self)
@@ -41,22 +101,22 @@ class Router:
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
 
-    def match(self, event_name: str) -> tuple[Listener, ...]:
-        """Return the listeners whose name or regex matches ``event_name``, in config order."""
+    def match(self, event_name: str) -> tuple[Route, ...]:
+        """The routes whose listener's name or regex matches ``event_name``, in config order."""
         found = self._cache.get(event_name)
         if found is not None:
             return found
         return self._resolve(event_name)
 
-    def _resolve(self, event_name: str) -> tuple[Listener, ...]:
+    def _resolve(self, event_name: str) -> tuple[Route, ...]:
         hits = list(self._exact.get(event_name, ()))
         hits.extend(
             item
             for item in self._regex
-            if item[1].event_name_regex.match(event_name)  # type: ignore[union-attr]
+            if item[1].listener.event_name_regex.match(event_name)  # type: ignore[union-attr]
         )
-        hits.sort(key=lambda item: item[0])
-        found = tuple(listener for _, listener in hits)
+        hits.sort(key=_index)
+        found = tuple(route for _, route in hits)
         with self._lock:
             if len(self._cache) >= self._cache_size:
                 # Forget the oldest half: cheap, and names that are still hot come back at once.
@@ -64,3 +124,7 @@ class Router:
                     del self._cache[key]
             self._cache[event_name] = found
         return found
+
+
+def _index(item: tuple[int, Any]) -> int:
+    return item[0]

@@ -15,9 +15,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._fork import on_fork
-from .dispatch import DISPATCHER_SCHEMA
 from .errors import ConfigError
-from .retry import RETRY_SCHEMA
+from .settings import DELIVERY_MODES, DISPATCHER_SCHEMA, RETRY_SCHEMA
 
 if TYPE_CHECKING:
     from .listeners.base import Listener
@@ -54,7 +53,7 @@ LISTENER_PROPERTIES: dict[str, Any] = {
         "properties": {"kind": {"type": "string"}},
         "description": "Keeps only some events, e.g. {kind: expr, expr: \"event_data['n'] > 1\"}.",
     },
-    "delivery": {"enum": ["sync", "background"], "description": "Default: the app's."},
+    "delivery": {"enum": list(DELIVERY_MODES), "description": "Default: the app's."},
     "retry": RETRY_SCHEMA,
     "durable": {"type": "boolean", "description": "Spool before trigger returns (background)."},
     "priority": {"type": "integer", "description": "Background queue order: lower first."},
@@ -87,7 +86,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "description": "Start a heartbeat thread with this interval in seconds.",
         },
         "delivery": {
-            "enum": ["sync", "background"],
+            "enum": list(DELIVERY_MODES),
             "description": "sync (default): deliver in trigger(); background: queue and return.",
         },
         "retry": RETRY_SCHEMA,

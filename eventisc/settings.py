@@ -1,24 +1,73 @@
-"""Checking the values of settings: durations and counts, as the schema checks a file.
+"""Settings: the value classes of a config, with their JSON Schemas, and the checks they share.
 
-The JSON Schema checks what a config file says; these check the same rules for values given
-from Python (``RetryPolicy(max_backoff=...)``, ``App(heartbeat=...)``, a listener's
-``timeout``), so both ways in fail the same way, at load. A duration is a finite number of
-seconds: ``nan`` passes every comparison and would never time out, and ``inf`` or a huge number
-overflows the timed waits of threads and sockets; eventisc never waits forever.
+A config file is checked against the schemas; the same rules hold for values given from Python
+(``RetryPolicy(max_backoff=...)``, ``App(heartbeat=...)``, a listener's ``timeout``), so both
+ways in fail the same way, at load, with a :class:`~eventisc.errors.ConfigError` naming the
+setting. A duration is a finite number of seconds: ``nan`` passes every comparison and would
+never time out, and ``inf`` or a huge number overflows the timed waits of threads and sockets;
+eventisc never waits forever.
+
+- :class:`RetryPolicy` (``retry:``): which failures are worth another attempt, and how long to
+  wait first. One policy value serves every kind. ``retry_on`` names classes of failure:
+
+  ==============  =================================================================
+  ``connect``     the receiver or broker could not be reached, or the link broke
+  ``timeout``     no answer in time
+  ``5xx``         an HTTP 5xx status
+  ``4xx``         an HTTP 4xx status (``429`` and single codes can be named alone)
+  ``429``, ...    one HTTP status code
+  ``rejected``    a broker refusal (AMQP nack, unroutable, access refused)
+  ``error``       any other failure of a delivery (an exception of a custom kind)
+  ==============  =================================================================
+
+  Template and encoding errors are never retried: the same event fails the same way.
+- :class:`DispatcherSettings` (``dispatcher:``): the background queue and its workers.
+- :class:`Plan`: how one listener's notifications are delivered, resolved from the listener's
+  own options and the app's.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .errors import ConfigError
+from .errors import (
+    ConfigError,
+    ConnectError,
+    DeliveryTimeout,
+    HTTPStatusError,
+    Rejected,
+    TemplateError,
+)
 
-__all__ = ["LONGEST", "check_count", "check_seconds", "count_option", "seconds_option"]
+__all__ = [
+    "DEFAULT_BACKGROUND",
+    "DEFAULT_SYNC",
+    "DELIVERY_MODES",
+    "DISPATCHER_SCHEMA",
+    "LONGEST",
+    "ON_FULL",
+    "RETRY_SCHEMA",
+    "DispatcherSettings",
+    "Plan",
+    "RetryPolicy",
+    "check_count",
+    "check_mode",
+    "check_seconds",
+    "count_option",
+    "failure_class",
+    "seconds_option",
+]
 
 #: The longest wait a duration may ask for: what Python's timed waits accept (~292 years).
 LONGEST = threading.TIMEOUT_MAX
+
+#: How notifications are delivered: in ``trigger`` (sync) or by worker threads (background).
+DELIVERY_MODES = ("sync", "background")
 
 
 def check_seconds(name: str, value: Any, *, zero: bool = False, maximum: float = LONGEST) -> float:
@@ -62,3 +111,240 @@ def count_option(value: Any, path: str, minimum: int = 0) -> int:
         return check_count(path.rsplit(".", 1)[-1], value, minimum)
     except ConfigError as exc:
         raise ConfigError(exc.message, path) from None
+
+
+def check_mode(value: Any, path: str = "delivery") -> str:
+    """``value`` as a delivery mode (:data:`DELIVERY_MODES`); else a ConfigError at ``path``."""
+    if value not in DELIVERY_MODES:
+        raise ConfigError(f"must be {' or '.join(DELIVERY_MODES)}, not {value!r}", path)
+    return str(value)
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+_NAMED = frozenset({"connect", "timeout", "5xx", "4xx", "rejected", "error"})
+
+
+def failure_class(exc: BaseException) -> str | None:
+    """The ``retry_on`` name of a failure; None for one never retried (a template error)."""
+    if isinstance(exc, TemplateError):
+        return None
+    if isinstance(exc, HTTPStatusError):
+        return str(exc.status)
+    if isinstance(exc, (ConnectError, ConnectionError)):
+        return "connect"
+    if isinstance(exc, (DeliveryTimeout, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, Rejected):
+        return "rejected"
+    return "error"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How many times to try a delivery and how long to wait between attempts.
+
+    Attempt ``n`` failing waits ``backoff_factor * 2 ** (n - 1)`` seconds, capped at
+    ``max_backoff`` and spread by ``±jitter`` (a fraction) before attempt ``n + 1``. An HTTP
+    ``Retry-After`` replaces that wait, capped at ``max_backoff`` too. ``max_attempts`` counts
+    the first attempt: 1 means never retry.
+    """
+
+    max_attempts: int = 3
+    backoff_factor: float = 0.5
+    max_backoff: float = 30.0
+    jitter: float = 0.1
+    retry_on: frozenset[str] = field(default=frozenset({"connect", "timeout", "5xx", "429"}))
+
+    def __post_init__(self) -> None:
+        check_count("max_attempts", self.max_attempts, 1)
+        for name in ("backoff_factor", "max_backoff"):
+            check_seconds(name, getattr(self, name), zero=True)
+        if not (isinstance(self.jitter, (int, float)) and 0 <= self.jitter <= 1):
+            raise ConfigError(f"must be between 0 and 1, not {self.jitter!r}", "jitter")
+        names = frozenset(str(n).lower() for n in self.retry_on)
+        for name in names:
+            if name not in _NAMED and not (name.isdigit() and 100 <= int(name) <= 599):
+                raise ConfigError(
+                    f"unknown failure {name!r}; use {', '.join(sorted(_NAMED))} or HTTP status "
+                    "codes",
+                    "retry_on",
+                )
+        object.__setattr__(self, "retry_on", names)
+
+    @classmethod
+    def from_config(
+        cls, value: Mapping[str, Any] | RetryPolicy, path: str = "retry"
+    ) -> RetryPolicy:
+        """Build a policy from its config mapping (or return a policy as it is)."""
+        if isinstance(value, RetryPolicy):
+            return value
+        options = dict(value)
+        if "retry_on" in options:
+            options["retry_on"] = frozenset(str(v) for v in options["retry_on"])
+        try:
+            return cls(**options)
+        except ConfigError as exc:
+            raise exc.within(path) from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc), path) from None
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether this failure is worth another attempt under this policy."""
+        name = failure_class(exc)
+        if name is None:
+            return False
+        if name in self.retry_on:
+            return True
+        return name.isdigit() and f"{name[0]}xx" in self.retry_on
+
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+        """Whether attempt ``attempt`` (1-based) failing with ``exc`` gets another one."""
+        return attempt < self.max_attempts and self.retries(exc)
+
+    def delay(self, attempt: int, exc: BaseException | None = None) -> float:
+        """Seconds to wait after attempt ``attempt`` (1-based) failed with ``exc``."""
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return float(min(max(retry_after, 0.0), self.max_backoff))
+        wait = min(self.backoff_factor * 2 ** (attempt - 1), self.max_backoff)
+        if self.jitter:
+            wait *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, wait)
+
+    def to_config(self) -> dict[str, Any]:
+        """The policy as config keys (for ``eventisc check``)."""
+        return {
+            "max_attempts": self.max_attempts,
+            "backoff_factor": self.backoff_factor,
+            "max_backoff": self.max_backoff,
+            "jitter": self.jitter,
+            "retry_on": sorted(self.retry_on),
+        }
+
+
+#: The default of synchronous delivery: one attempt, as in event-isc (retrying inline would
+#: hold the caller; configure ``retry`` to opt in).
+DEFAULT_SYNC = RetryPolicy(max_attempts=1)
+#: The default of background delivery: five attempts over about eight seconds.
+DEFAULT_BACKGROUND = RetryPolicy(max_attempts=5)
+
+#: JSON Schema of a ``retry`` mapping.
+RETRY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Retry policy: max_attempts, backoff_factor, max_backoff, jitter, retry_on.",
+    "properties": {
+        "max_attempts": {"type": "integer", "minimum": 1, "description": "Attempts in all."},
+        "backoff_factor": {"type": "number", "minimum": 0, "description": "First wait (s)."},
+        "max_backoff": {"type": "number", "minimum": 0, "description": "Longest wait (s)."},
+        "jitter": {"type": "number", "minimum": 0, "maximum": 1},
+        "retry_on": {
+            "type": "array",
+            "items": {"type": ["string", "integer"]},
+            "description": "connect, timeout, 5xx, 4xx, rejected, error, or HTTP status codes.",
+        },
+    },
+}
+
+
+# -- the background dispatcher ------------------------------------------------------------------
+
+#: What to do when the queue is full.
+ON_FULL = ("block", "drop", "spool")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DispatcherSettings:
+    """Settings of the background dispatcher (the ``dispatcher:`` config key).
+
+    ``queue_size`` bounds the deliveries held in memory: queued, waiting for a retry or being
+    delivered. ``on_full`` None means: ``spool`` when the app has a spool, else ``block``. ``block``
+    waits up to ``block_timeout`` seconds for room, then spools (or drops, without a spool).
+    ``shutdown_timeout`` bounds how long ``App.close()`` waits for the queue to drain.
+    ``breaker_failures`` attempts in a row that cannot reach a listener's receiver open its
+    circuit breaker for ``breaker_reset`` seconds (:mod:`eventisc.delivery.breaker`); 0 turns
+    it off.
+    """
+
+    min_workers: int = 1
+    max_workers: int = 8
+    queue_size: int = 10_000
+    monitor_interval: float = 0.1
+    idle_timeout: float = 5.0
+    thread_name_prefix: str = "eventisc-worker"
+    on_full: str | None = None
+    block_timeout: float = 1.0
+    shutdown_timeout: float = 10.0
+    breaker_failures: int = 5
+    breaker_reset: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_count("min_workers", self.min_workers)
+        check_count("max_workers", self.max_workers, 1)
+        if self.min_workers > self.max_workers:
+            raise ConfigError(
+                f"must not be more than max_workers ({self.max_workers}), not {self.min_workers}",
+                "min_workers",
+            )
+        check_count("queue_size", self.queue_size, 1)
+        check_count("breaker_failures", self.breaker_failures)
+        for name in ("monitor_interval", "idle_timeout"):
+            check_seconds(name, getattr(self, name))
+        for name in ("block_timeout", "shutdown_timeout", "breaker_reset"):
+            check_seconds(name, getattr(self, name), zero=True)
+        if self.on_full is not None and self.on_full not in ON_FULL:
+            raise ConfigError(
+                f"must be one of {', '.join(ON_FULL)}, not {self.on_full!r}", "on_full"
+            )
+
+    @classmethod
+    def from_config(
+        cls, value: Mapping[str, Any] | DispatcherSettings | None, path: str = "dispatcher"
+    ) -> DispatcherSettings:
+        if isinstance(value, DispatcherSettings):
+            return value
+        try:
+            return cls(**dict(value or {}))
+        except ConfigError as exc:
+            raise exc.within(path) from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc), path) from None
+
+
+#: JSON Schema of the ``dispatcher`` mapping.
+DISPATCHER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Background dispatcher: workers, queue, on_full, timeouts, circuit breaker.",
+    "properties": {
+        "min_workers": {"type": "integer", "minimum": 0},
+        "max_workers": {"type": "integer", "minimum": 1},
+        "queue_size": {"type": "integer", "minimum": 1},
+        "monitor_interval": {"type": "number", "exclusiveMinimum": 0},
+        "idle_timeout": {"type": "number", "exclusiveMinimum": 0},
+        "thread_name_prefix": {"type": "string", "minLength": 1},
+        "on_full": {"enum": list(ON_FULL)},
+        "block_timeout": {"type": "number", "minimum": 0},
+        "shutdown_timeout": {"type": "number", "minimum": 0},
+        "breaker_failures": {"type": "integer", "minimum": 0},
+        "breaker_reset": {"type": "number", "minimum": 0},
+    },
+}
+assert set(DISPATCHER_SCHEMA["properties"]) == {f.name for f in fields(DispatcherSettings)}
+
+
+# -- a listener's plan --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one listener's notifications are delivered: in the background or not, with which
+    retry policy, written to the spool before ``trigger`` returns or not, in which queue order.
+    Resolved once, from the listener's own options over the app's (see
+    :func:`eventisc.config.resolve_plan`)."""
+
+    background: bool
+    policy: RetryPolicy
+    durable: bool = False
+    priority: int = 0

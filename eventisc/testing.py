@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, overload
 
 from ._fork import on_fork
+from .app import Interceptor
 from .notification import Notification
 
 if TYPE_CHECKING:
@@ -210,29 +211,30 @@ class CapturedEvents:
         return f"<CapturedEvents {self.names()!r}>"
 
 
-class _Hooks:
-    """The hooks installed on one app while captures of it are active.
+class _Hooks(Interceptor):
+    """What one app is intercepted by while captures of it are active.
 
     Every active capture sees every event (an outer capture also records what happens inside
-    a nested one). The hooks the app had before (someone else's) are called too, and put back
-    when the last capture ends.
+    a nested one). An interceptor the app had before (someone else's) sees them too, and is put
+    back when the last capture ends.
     """
 
     def __init__(self, app: App) -> None:
-        self.previous = (app._observe, app._capture)
+        self.app = app
+        self.previous: Interceptor | None = None
         self.captures: tuple[CapturedEvents, ...] = ()
 
     def observe(self, name: str, data: Any) -> None:
         for events in self.captures:
             events._observe(name, data)
-        if self.previous[0] is not None:
-            self.previous[0](name, data)
+        if self.previous is not None:
+            self.previous.observe(name, data)
 
     def capture(self, listener: Listener, notification: Notification) -> None:
         for events in self.captures:
             events._capture(listener, notification)
-        if self.previous[1] is not None:
-            self.previous[1](listener, notification)
+        if self.previous is not None:
+            self.previous.capture(listener, notification)
 
 
 _hooks: weakref.WeakKeyDictionary[App, _Hooks] = weakref.WeakKeyDictionary()
@@ -264,7 +266,7 @@ def capture(app: App | None = None) -> Iterator[CapturedEvents]:
         hooks = _hooks.get(app)
         if hooks is None:
             hooks = _hooks[app] = _Hooks(app)
-            app._observe, app._capture = hooks.observe, hooks.capture
+            hooks.previous = app.intercept(hooks)
         hooks.captures += (events,)
     try:
         yield events
@@ -273,7 +275,7 @@ def capture(app: App | None = None) -> Iterator[CapturedEvents]:
             hooks.captures = tuple(c for c in hooks.captures if c is not events)
             if not hooks.captures:
                 del _hooks[app]
-                app._observe, app._capture = hooks.previous
+                app.intercept(hooks.previous)
 
 
 # -- messages ------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_one_failing_listener_never_stops_the_others(caplog):
         assert app.trigger("e", {"n": 1}) == 1
     assert app.listeners[1].calls == [("e", {"n": 1})]
     record = next(r for r in caplog.records if r.levelno == logging.ERROR)
-    assert record.name == "eventisc"
+    assert record.name.partition(".")[0] == "eventisc"  # the eventisc logger, or one below it
     assert "bad is broken" in caplog.text
     assert record.exc_info is not None  # logged with its traceback
     assert record.listener == "recording:e" and record.event_name == "e"

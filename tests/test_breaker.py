@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import eventisc
 from eventisc import CircuitOpenError, ConfigError, ConnectError, DeliveryTimeout, HTTPStatusError
-from eventisc.breaker import CircuitBreaker
+from eventisc.delivery.breaker import CircuitBreaker
 
 from . import kinds  # noqa: F401  (registers the test kinds)
 from .faults import dead_url

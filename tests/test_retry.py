@@ -9,7 +9,7 @@ import pytest
 import eventisc
 from eventisc import ConfigError, ConnectError, DeliveryTimeout, HTTPStatusError, TemplateError
 from eventisc.errors import Rejected
-from eventisc.retry import DEFAULT_BACKGROUND, DEFAULT_SYNC, RetryPolicy, failure_class
+from eventisc.settings import DEFAULT_BACKGROUND, DEFAULT_SYNC, RetryPolicy, failure_class
 
 from .receiver import Response
 

@@ -17,6 +17,7 @@ import pytest
 
 import eventisc
 from eventisc import TriggerError
+from eventisc.app import Interceptor
 from eventisc.spool import Spool
 from eventisc.testing import capture
 
@@ -374,7 +375,7 @@ def test_nested_captures_both_record_and_the_hooks_are_restored(receiver):
     assert [e.data["id"] for e in outer] == [1, 2, 3]
     assert [e.data["id"] for e in inner] == [2]
     assert [body(n) for n in inner.notifications] == [{"id": 2}]
-    assert (app._observe, app._capture) == (None, None)
+    assert app._interceptor is None  # the app delivers again
     assert receiver.requests == []
     app.trigger("user_created", {"id": 4})
     assert [r.json for r in receiver.wait_for(1)] == [{"id": 4}]
@@ -394,16 +395,26 @@ def test_captures_ending_out_of_order_keep_capturing(receiver):
     assert receiver.requests == []
 
 
-def test_hooks_already_on_the_app_are_called_and_put_back():
+def test_an_interceptor_already_on_the_app_is_called_and_put_back():
     app = eventisc.create_app(listeners=[RecordingListener("e")])
     seen: list[tuple[str, str]] = []
-    observe = lambda name, data: seen.append(("observe", name))  # noqa: E731
-    capture_hook = lambda listener, n: seen.append(("capture", n.listener))  # noqa: E731
-    app._observe, app._capture = observe, capture_hook
+
+    class Theirs(Interceptor):
+        def observe(self, name, data):
+            seen.append(("observe", name))
+
+        def capture(self, listener, notification):
+            seen.append(("capture", notification.listener))
+
+    theirs = Theirs()
+    app.intercept(theirs)
     with capture(app) as events:
         app.trigger("e")
     assert seen == [("observe", "e"), ("capture", "recording:e")] and len(events) == 1
-    assert (app._observe, app._capture) == (observe, capture_hook)
+    assert app._interceptor is theirs
+    assert app.intercept(None) is theirs
+    app.trigger("e")
+    assert app.listeners[0].calls == [("e", {})]  # delivered again, not captured
 
 
 def test_captures_of_several_apps_are_independent(receiver):

@@ -7,19 +7,23 @@ and delivers it (the only I/O). A custom kind can do both at once by implementin
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..filters import Filter
-from ..masking import mask_url
+from ..logs import log_extra
+from ..masking import mask_payload, mask_url
 from ..notification import Notification
 from ..registry import Registry
-from ..retry import RetryPolicy
+from ..settings import RetryPolicy, check_mode
 from ..template import BASE_NAMES, Template, compile_template
 
 __all__ = ["BUILTIN_KINDS", "FilterLike", "Listener", "mask_url", "missing_driver"]
+
+logger = logging.getLogger("eventisc")
 
 #: Built-in kinds and the module that defines each; imported on first use.
 BUILTIN_KINDS: dict[str, str] = {
@@ -114,10 +118,8 @@ class Listener:
     _accept: Callable[[str, Any], Any] | None = None
 
     def _set_delivery_options(self, options: Mapping[str, Any]) -> None:
-        if options.get("delivery") not in (None, "sync", "background"):
-            raise ConfigError(
-                f"must be sync or background, not {options['delivery']!r}", "delivery"
-            )
+        if options.get("delivery") is not None:
+            check_mode(options["delivery"])
         for key in DELIVERY_OPTIONS:
             value = options.get(key)
             if key == "retry" and value is not None:
@@ -215,6 +217,17 @@ class Listener:
         """
         result = self._do_notify(notification.event_name, notification.payload["event_data"])
         return False if result is False else result
+
+    def dry_run(self, notification: Notification) -> bool:
+        """Show what would be sent instead of sending it (the app's dry-run mode): logged at
+        INFO on the ``eventisc`` logger, secrets masked. True: counted as notified."""
+        logger.info(
+            "dry-run: listener %r would send %r",
+            self.name,
+            mask_payload(notification.payload),
+            extra=log_extra(notification.event_name, self.name, 0, "dry-run"),
+        )
+        return True
 
     def delivers_async(self) -> bool:
         """Whether :meth:`deliver_async` pipelines deliveries (used in background mode)."""

@@ -1,10 +1,14 @@
-"""Background delivery: a bounded priority queue and a pool of worker threads that scales.
+"""The background dispatcher: a bounded priority queue and a pool of worker threads that scales.
 
-Workers take deliveries from the queue (lowest ``priority`` first, then in order) and make one
-attempt each. A delivery to be retried waits in a schedule, not in a worker: the monitor thread
-puts it back in the queue when its time comes. Every ``monitor_interval`` the monitor also
-compares the queue's depth with the idle workers and starts more, up to ``max_workers``; a
-worker idle for ``idle_timeout`` seconds ends, down to ``min_workers``.
+It only schedules. Workers take deliveries from the queue (lowest ``priority`` first, then in
+order) and make one attempt each with ``delivery.sender.attempt(delivery)``, which returns what
+to do next: nothing (:data:`~eventisc.delivery.outcomes.FINAL`), wait for an asynchronous
+outcome (:data:`~eventisc.delivery.outcomes.IN_FLIGHT`, settled later by :meth:`resolve`), or
+try again after a delay (:class:`~eventisc.delivery.outcomes.RetryAfter`). A delivery waiting
+for its retry waits in a schedule, not in a worker: the monitor thread puts it back in the queue
+when its time comes. Every ``monitor_interval`` the monitor also compares the queue's depth with
+the idle workers and starts more, up to ``max_workers``; a worker idle for ``idle_timeout``
+seconds ends, down to ``min_workers``.
 """
 
 from __future__ import annotations
@@ -15,121 +19,32 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
 from typing import Any
 
-from ._fork import register
-from .errors import ConfigError
-from .report import Delivery
-from .settings import check_count, check_seconds
+from .._fork import register
+from ..report import Delivery
+from ..settings import DispatcherSettings
+from .outcomes import FINAL, IN_FLIGHT, Outcome, RetryAfter
 
-__all__ = ["DISPATCHER_SCHEMA", "IN_FLIGHT", "Dispatcher", "DispatcherSettings"]
+__all__ = ["Dispatcher"]
 
-logger = logging.getLogger("eventisc.dispatch")
-
-#: What to do when the queue is full.
-ON_FULL = ("block", "drop", "spool")
+logger = logging.getLogger(__name__)
 
 #: Seconds the load average looks back over (roughly).
 LOAD_WINDOW = 60.0
 
-#: What an attempt returns when its outcome will arrive later (:meth:`Dispatcher.resolve`).
-IN_FLIGHT = -1.0
-
 _STOP = 2**62  # the priority of the sentinels that end workers: after every real delivery
 
 
-@dataclass(frozen=True, kw_only=True)
-class DispatcherSettings:
-    """Settings of the background dispatcher (the ``dispatcher:`` config key).
-
-    ``queue_size`` bounds the deliveries held in memory: queued, waiting for a retry or being
-    delivered. ``on_full`` None means: ``spool`` when the app has a spool, else ``block``. ``block``
-    waits up to ``block_timeout`` seconds for room, then spools (or drops, without a spool).
-    ``shutdown_timeout`` bounds how long ``App.close()`` waits for the queue to drain.
-    ``breaker_failures`` attempts in a row that cannot reach a listener's receiver open its
-    circuit breaker for ``breaker_reset`` seconds (:mod:`eventisc.breaker`); 0 turns it off.
-    """
-
-    min_workers: int = 1
-    max_workers: int = 8
-    queue_size: int = 10_000
-    monitor_interval: float = 0.1
-    idle_timeout: float = 5.0
-    thread_name_prefix: str = "eventisc-worker"
-    on_full: str | None = None
-    block_timeout: float = 1.0
-    shutdown_timeout: float = 10.0
-    breaker_failures: int = 5
-    breaker_reset: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_count("min_workers", self.min_workers)
-        check_count("max_workers", self.max_workers, 1)
-        if self.min_workers > self.max_workers:
-            raise ConfigError(
-                f"must not be more than max_workers ({self.max_workers}), not {self.min_workers}",
-                "min_workers",
-            )
-        check_count("queue_size", self.queue_size, 1)
-        check_count("breaker_failures", self.breaker_failures)
-        for name in ("monitor_interval", "idle_timeout"):
-            check_seconds(name, getattr(self, name))
-        for name in ("block_timeout", "shutdown_timeout", "breaker_reset"):
-            check_seconds(name, getattr(self, name), zero=True)
-        if self.on_full is not None and self.on_full not in ON_FULL:
-            raise ConfigError(
-                f"must be one of {', '.join(ON_FULL)}, not {self.on_full!r}", "on_full"
-            )
-
-    @classmethod
-    def from_config(
-        cls, value: Mapping[str, Any] | DispatcherSettings | None, path: str = "dispatcher"
-    ) -> DispatcherSettings:
-        if isinstance(value, DispatcherSettings):
-            return value
-        try:
-            return cls(**dict(value or {}))
-        except ConfigError as exc:
-            raise exc.within(path) from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(str(exc), path) from None
-
-
-#: JSON Schema of the ``dispatcher`` mapping.
-DISPATCHER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "description": "Background dispatcher: workers, queue, on_full, timeouts, circuit breaker.",
-    "properties": {
-        "min_workers": {"type": "integer", "minimum": 0},
-        "max_workers": {"type": "integer", "minimum": 1},
-        "queue_size": {"type": "integer", "minimum": 1},
-        "monitor_interval": {"type": "number", "exclusiveMinimum": 0},
-        "idle_timeout": {"type": "number", "exclusiveMinimum": 0},
-        "thread_name_prefix": {"type": "string", "minLength": 1},
-        "on_full": {"enum": list(ON_FULL)},
-        "block_timeout": {"type": "number", "minimum": 0},
-        "shutdown_timeout": {"type": "number", "minimum": 0},
-        "breaker_failures": {"type": "integer", "minimum": 0},
-        "breaker_reset": {"type": "number", "minimum": 0},
-    },
-}
-assert set(DISPATCHER_SCHEMA["properties"]) == {f.name for f in fields(DispatcherSettings)}
-
-
 class Dispatcher:
-    """Runs deliveries on worker threads.
+    """Runs deliveries on worker threads (see the module docstring).
 
-    ``attempt(delivery)`` makes one attempt and returns None when the delivery is final, or
-    the seconds to wait before the next attempt. It must not raise (an exception is logged and
-    ends the delivery as failed).
+    A delivery's ``sender.attempt(delivery)`` must not raise: an exception is logged and ends
+    the delivery as failed.
     """
 
-    def __init__(self, settings: DispatcherSettings, attempt: Callable[[Delivery], float | None]):
+    def __init__(self, settings: DispatcherSettings):
         self.settings = settings
-        self._attempt = attempt
         self._reset()
         register(self)
 
@@ -217,20 +132,7 @@ class Dispatcher:
 
     def _run_worker(self) -> None:
         me = threading.current_thread()
-        settings = self.settings
-        while True:
-            try:
-                _, _, delivery = self._queue.get(timeout=settings.idle_timeout)
-            except queue.Empty:
-                with self._lock:
-                    if self._stopping or len(self._workers) > settings.min_workers:
-                        self._workers.discard(me)
-                        return
-                continue
-            if delivery is None:  # a sentinel: the dispatcher is stopping
-                with self._lock:
-                    self._workers.discard(me)
-                return
+        while (delivery := self._next(me)) is not None:
             started = time.monotonic()
             with self._lock:
                 if self._stopping:  # shutting down: hand it back instead of starting it
@@ -239,26 +141,47 @@ class Dispatcher:
                 self._busy += 1
                 self._inflight[me] = delivery
                 self._wait_sum += started - delivery.queued
-            try:
-                delay = self._attempt(delivery)
-            except Exception as exc:  # attempt() must not raise; never lose the worker
-                logger.exception("delivery by listener %r crashed", delivery.name)
-                delivery.finish("failed", exc)
-                delay = None
-            ended = time.monotonic()
+            outcome = self._attempt(delivery)
             with self._lock:
                 self._busy -= 1
                 del self._inflight[me]
                 self._attempts += 1
-                self._service_sum += ended - started
-                if delay != IN_FLIGHT:  # else expect() took note and resolve() settles it
-                    self._settle(delivery, delay)
-            if delay is not None and delay != IN_FLIGHT:
+                self._service_sum += time.monotonic() - started
+                if outcome is not IN_FLIGHT:  # else expect() took note, resolve() settles it
+                    self._settle(delivery, outcome)
+            if type(outcome) is RetryAfter:
                 self._wake.set()
 
-    def _settle(self, delivery: Delivery, delay: float | None) -> None:
+    def _next(self, me: threading.Thread) -> Delivery | None:
+        """The next delivery to attempt; None when this worker is to end (stopping, or idle
+        with more than ``min_workers`` workers left)."""
+        settings = self.settings
+        while True:
+            try:
+                delivery = self._queue.get(timeout=settings.idle_timeout)[2]
+            except queue.Empty:
+                with self._lock:
+                    if self._stopping or len(self._workers) > settings.min_workers:
+                        self._workers.discard(me)
+                        return None
+                continue
+            if delivery is None:  # a sentinel: the dispatcher is stopping
+                with self._lock:
+                    self._workers.discard(me)
+            return delivery
+
+    @staticmethod
+    def _attempt(delivery: Delivery) -> Outcome | RetryAfter:
+        try:
+            return delivery.sender.attempt(delivery)
+        except Exception as exc:  # attempt() must not raise; never lose the worker
+            logger.exception("delivery by listener %r crashed", delivery.name)
+            delivery.finish("failed", exc)
+            return FINAL
+
+    def _settle(self, delivery: Delivery, outcome: Outcome | RetryAfter) -> None:
         # Called with the lock held: a final outcome, or a retry to schedule.
-        if delay is None:
+        if type(outcome) is not RetryAfter:
             # max(): a delivery still in flight at shutdown was already let go of.
             self._pending = max(0, self._pending - 1)
             self._departures += 1
@@ -268,7 +191,8 @@ class Dispatcher:
         elif self._stopping:  # shutting down: hand it back with the other leftovers
             self._late.append(delivery)
         else:
-            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), delivery))
+            due = time.monotonic() + outcome.delay
+            heapq.heappush(self._retries, (due, next(self._seq), delivery))
 
     def track(self, delivery: Delivery) -> None:
         """Count a delivery that starts outside the queue (an asynchronous listener's
@@ -284,12 +208,12 @@ class Dispatcher:
         with self._lock:
             self._async.add(delivery)
 
-    def resolve(self, delivery: Delivery, delay: float | None) -> None:
-        """The outcome of an asynchronous attempt: final (None) or retry after ``delay``."""
+    def resolve(self, delivery: Delivery, outcome: Outcome | RetryAfter) -> None:
+        """The outcome of an asynchronous attempt: final, or a retry after a delay."""
         with self._lock:
             self._async.discard(delivery)
-            self._settle(delivery, delay)
-        if delay is not None:
+            self._settle(delivery, outcome)
+        if type(outcome) is RetryAfter:
             self._wake.set()
 
     # -- the monitor: due retries and scaling ---------------------------------------------------

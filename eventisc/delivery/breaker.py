@@ -1,4 +1,4 @@
-"""A circuit breaker per background listener: stop knocking on a receiver that is down.
+"""The circuit breaker layer: stop knocking on a receiver that is down.
 
 After ``failures`` attempts in a row that could not reach the receiver (a
 :class:`~eventisc.errors.ConnectError` or :class:`~eventisc.errors.DeliveryTimeout`), the breaker
@@ -18,14 +18,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._fork import register
-from .errors import CircuitOpenError, ConnectError, DeliveryTimeout
+from .._fork import register
+from ..errors import CircuitOpenError, ConnectError, DeliveryTimeout
+from .outcomes import Failure
+from .sender import Layer, Result
 
-__all__ = ["CircuitBreaker"]
+if TYPE_CHECKING:
+    from ..report import Delivery
 
-logger = logging.getLogger("eventisc.dispatch")
+__all__ = ["BreakerLayer", "CircuitBreaker"]
+
+logger = logging.getLogger(__name__)
 
 
 class CircuitBreaker:
@@ -111,3 +116,23 @@ class CircuitBreaker:
 
     def snapshot(self) -> dict[str, Any]:
         return {"state": self.state, "opened": self.opened, "failures_in_a_row": self._count}
+
+
+class BreakerLayer(Layer):
+    """The breaker around a route's attempts: held back while open; every attempt that went
+    through is recorded (one that was held back is not)."""
+
+    def __init__(self, breaker: CircuitBreaker):
+        self.breaker = breaker
+
+    def before(self, delivery: Delivery) -> Failure | None:
+        held = self.breaker.check()
+        return None if held is None else Failure(held)
+
+    def after(self, delivery: Delivery, result: Result) -> Result:
+        if type(result) is Failure:
+            if type(result.error) is not CircuitOpenError:
+                self.breaker.record(result.error)
+        else:
+            self.breaker.record(None)
+        return result

@@ -1,0 +1,144 @@
+"""An app's delivery machinery, and the wiring of each route built from it.
+
+:class:`Deliverer` holds what an app's routes share: the spool, the background queue and its
+workers, the hooks. :meth:`Deliverer.wire` builds what one route needs to send: its send step
+(:mod:`~eventisc.delivery.steps`), chosen from the listener's :class:`~eventisc.settings.Plan`,
+and the layers around its attempts (:mod:`~eventisc.delivery.sender`), only those it has: a
+circuit breaker (background), retries (more than one attempt), the spool (the app has one),
+and the recording of final outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..settings import DispatcherSettings, Plan
+from .background import Background
+from .breaker import BreakerLayer, CircuitBreaker
+from .dispatcher import Dispatcher
+from .recording import Hooks, Recorder, RecordLayer
+from .retrying import RetryLayer
+from .sender import AsyncSender, Layer, Sender
+from .spooling import SpoolLayer
+from .steps import Capture, Direct, DryRun, Enqueue, Inline, Pipelined, SendStep
+
+if TYPE_CHECKING:
+    from ..listeners.base import Listener
+    from ..metrics import ListenerMetrics
+    from ..notification import Notification
+    from ..report import Delivery
+    from ..spool import Spool
+
+__all__ = ["Deliverer", "Wiring"]
+
+#: What a captured notification is handed to (see :func:`eventisc.testing.capture`).
+CaptureHook = Callable[["Listener", "Notification"], object]
+
+
+@dataclass
+class Wiring:
+    """What one route sends with: its step, the recorder of its final outcomes, and (when it
+    has them) the sender of its attempts and its circuit breaker."""
+
+    send: SendStep
+    recorder: Recorder
+    sender: Sender | None = None
+    breaker: CircuitBreaker | None = None
+
+
+class Deliverer:
+    """An app's spool, background queue and hooks; builds each route's wiring."""
+
+    def __init__(
+        self,
+        *,
+        spool: Spool | None,
+        settings: DispatcherSettings,
+        background: bool,
+        hooks: Hooks | None = None,
+    ):
+        self.spool = spool
+        self.settings = settings
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.background = Background(settings, spool) if background else None
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """The background dispatcher (None without background delivery)."""
+        return self.background.dispatcher if self.background is not None else None
+
+    def wire(
+        self,
+        listener: Listener,
+        plan: Plan,
+        metrics: ListenerMetrics,
+        *,
+        dry_run: bool = False,
+        capture: CaptureHook | None = None,
+    ) -> Wiring:
+        """The wiring of a route for ``listener``: a capture or dry-run step when asked, else
+        its delivery as ``plan`` says."""
+        recorder = Recorder(listener, metrics, self.hooks)
+        if capture is not None:
+            return Wiring(Capture(listener, recorder, capture).send, recorder)
+        if dry_run:
+            return Wiring(DryRun(listener, recorder).send, recorder)
+        if plan.background:
+            return self._background(listener, plan, metrics, recorder)
+        if plan.policy.max_attempts == 1 and self.spool is None and not self.hooks:
+            return Wiring(Direct(listener, recorder).send, recorder)
+        sender = Sender(listener, self._layers(plan, metrics, recorder), recorder)
+        return Wiring(Inline(sender, plan.priority).send, recorder, sender)
+
+    def _background(
+        self, listener: Listener, plan: Plan, metrics: ListenerMetrics, recorder: Recorder
+    ) -> Wiring:
+        background = self.background
+        assert background is not None, "a background route needs a background app"
+        breaker = None
+        layers = self._layers(plan, metrics, recorder)
+        if self.settings.breaker_failures:
+            breaker = CircuitBreaker(
+                listener.name, self.settings.breaker_failures, self.settings.breaker_reset
+            )
+            layers.insert(0, BreakerLayer(breaker))
+        if listener.delivers_async():
+            dispatcher = background.dispatcher
+            sender: Sender = AsyncSender(
+                listener, layers, recorder, expect=dispatcher.expect, resolve=dispatcher.resolve
+            )
+            step: Enqueue = Pipelined(sender, plan.priority, background, plan.durable)
+        else:
+            sender = Sender(listener, layers, recorder)
+            step = Enqueue(sender, plan.priority, background, plan.durable)
+        return Wiring(step.send, recorder, sender, breaker)
+
+    def _layers(self, plan: Plan, metrics: ListenerMetrics, recorder: Recorder) -> list[Layer]:
+        layers: list[Layer] = []
+        if plan.policy.max_attempts > 1:
+            layers.append(RetryLayer(plan.policy, metrics))
+        if self.spool is not None:
+            layers.append(SpoolLayer(self.spool))
+        layers.append(RecordLayer(recorder))
+        return layers
+
+    # -- the app's life -------------------------------------------------------------------------
+
+    def recover(self, routes: Iterable[tuple[Wiring, Plan]]) -> None:
+        """Deliver in the background what earlier processes left pending in the spool."""
+        if self.background is None:
+            return
+        senders = {
+            wiring.sender.listener.name: (wiring.sender, plan.priority)
+            for wiring, plan in routes
+            if plan.background and wiring.sender is not None
+        }
+        self.background.recover(senders)
+
+    def flush(self, timeout: float | None) -> bool:
+        return self.background is None or self.background.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> list[Delivery]:
+        return [] if self.background is None else self.background.shutdown(timeout)
