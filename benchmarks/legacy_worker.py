@@ -92,6 +92,21 @@ def op_render(req):
     return {"seconds": per_op(render, req["iterations"]), "sample": render()}
 
 
+def op_custom_kind(req):
+    """A custom kind from its source (the same text our side runs), built on event-isc's
+    ``Listener``; times its ``_do_notify``, which renders its fields with ``self.format``."""
+    key = ("custom_kind", req["source"], json.dumps(req["options"], sort_keys=True))
+    listener = _apps.get(key)
+    if listener is None:
+        namespace = {"Listener": Listener}
+        exec(req["source"], namespace)
+        kinds = [v for v in namespace.values() if isinstance(v, type) and "kind" in vars(v)]
+        listener = _apps[key] = kinds[0](req["event_name"], **req["options"])
+    name, data = req["event_name"], req["data"]
+    seconds = per_op(lambda: listener._do_notify(name, data), req["iterations"])
+    return {"seconds": seconds, "sample": listener.sent}
+
+
 def op_http(req):
     app = EventApp(
         "",
@@ -186,6 +201,7 @@ OPS = {
     "routing": op_routing,
     "filter": op_filter,
     "render": op_render,
+    "custom_kind": op_custom_kind,
     "http": op_http,
     "rabbit": op_rabbit,
     "celery": op_celery,

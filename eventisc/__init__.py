@@ -82,7 +82,11 @@ def _new_default_lock() -> None:
     _default_lock = threading.Lock()
 
 
-EventiscApp = App  # the name event-isc used for the class
+#: event-isc's name for the app class: ``EventApp(name_prefix, listeners)`` builds one, as
+#: event-isc's constructor did (not in ``__all__``: new code says ``App``).
+EventApp = App
+#: An older alias of :class:`App`, kept for code that used it.
+EventiscApp = App
 
 
 def create_app(

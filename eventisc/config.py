@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, Union
 
 from .errors import ConfigError
 from .schema import CONFIG_SCHEMA, validate
-from .settings import DEFAULT_BACKGROUND, DEFAULT_SYNC, Plan, RetryPolicy
+from .settings import DEFAULT_BACKGROUND, DEFAULT_SYNC, Plan, RetryPolicy, env_flag
 
 if TYPE_CHECKING:
     from .listeners.base import Listener
@@ -32,13 +32,6 @@ __all__ = [
 ]
 
 ConfigSource = Union[str, "os.PathLike[str]", IO[str], IO[bytes], Mapping[str, Any]]
-
-_TRUE = {"y", "yes", "true", "1", "on"}
-
-
-def env_flag(name: str) -> bool:
-    """Whether the environment variable ``name`` says yes (y/yes/true/1/on, any case)."""
-    return os.environ.get(name, "").strip().lower() in _TRUE
 
 
 def read_config(source: ConfigSource) -> tuple[dict[str, Any], str | None]:

@@ -45,6 +45,8 @@ class Filter:
 
     @classmethod
     def get(cls, kind: str) -> type[Filter]:
+        """The filter class of ``kind`` (event-isc's ``Filter.get``); raises
+        :class:`ConfigError` saying which kinds exist when there is none."""
         return cls.registry.get(kind)
 
     @classmethod
@@ -68,6 +70,7 @@ class Filter:
         except TypeError as exc:
             raise ConfigError(f"bad options for a {kind} filter: {exc}", path) from None
 
+    #: event-isc's name: ``Filter.from_dict({"kind": "expr", "expr": "..."})``.
     from_dict = from_config
 
 

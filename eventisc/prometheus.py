@@ -35,6 +35,7 @@ class HasStats(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+
 #: Dispatcher gauges: stats key -> (metric name, help).
 _GAUGES = {
     "queued": ("eventisc_queue_size", "Notifications waiting in the background queue."),

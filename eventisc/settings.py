@@ -29,6 +29,7 @@ eventisc never waits forever.
 from __future__ import annotations
 
 import math
+import os
 import random
 import threading
 from collections.abc import Mapping
@@ -59,6 +60,7 @@ __all__ = [
     "check_mode",
     "check_seconds",
     "count_option",
+    "env_flag",
     "failure_class",
     "seconds_option",
 ]
@@ -111,6 +113,15 @@ def count_option(value: Any, path: str, minimum: int = 0) -> int:
         return check_count(path.rsplit(".", 1)[-1], value, minimum)
     except ConfigError as exc:
         raise ConfigError(exc.message, path) from None
+
+
+#: What an environment variable may say to mean yes (any case).
+_YES = frozenset({"y", "yes", "true", "1", "on"})
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` says yes (y/yes/true/1/on, any case)."""
+    return os.environ.get(name, "").strip().lower() in _YES
 
 
 def check_mode(value: Any, path: str = "delivery") -> str:

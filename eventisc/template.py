@@ -12,19 +12,34 @@ Inside a field is a *safe expression*: a subset of Python checked when the templ
 
 Each payload is compiled into a single Python function (one call per render, no interpretation
 per event). When it raises, the fields are rendered one by one to name the one that failed.
+
+Templates met at run time rather than in a config (event-isc's ``Listener.format``) are
+compiled once each and kept in a :class:`TemplateCache`.
 """
 
 from __future__ import annotations
 
 import ast
 import logging
-from collections.abc import Callable, Collection, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any
 
+from ._fork import register
 from .errors import ConfigError, TemplateError
+from .masking import mask_url
 from .sandbox import compile_node, describe_error, make_function, parse_expression, problem
 
-__all__ = ["BASE_NAMES", "Template", "compile_template", "has_fields", "split_fields"]
+__all__ = [
+    "BASE_NAMES",
+    "Template",
+    "TemplateCache",
+    "compile_template",
+    "has_fields",
+    "shown",
+    "split_fields",
+]
 
 logger = logging.getLogger("eventisc.config")
 
@@ -45,6 +60,11 @@ class _Field:
         self.text = text
 
 
+def shown(text: str) -> str:
+    """A template's text as errors show it: the password of a URL in it masked."""
+    return mask_url(text) if "://" in text else text
+
+
 def has_fields(text: str) -> bool:
     """Whether a string is a template at all (holds a field or an escaped brace)."""
     return "{" in text or "}" in text
@@ -53,20 +73,12 @@ def has_fields(text: str) -> bool:
 def _scan_field(text: str, start: int) -> int:
     """Return the index of the ``}`` closing the field opened at ``text[start]``."""
     stack: list[str] = []
-    quote = ""
     i = start + 1
     n = len(text)
     while i < n:
         c = text[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif text.startswith(quote, i):
-                i += len(quote) - 1
-                quote = ""
-        elif c in "'\"":
-            quote = c * 3 if text.startswith(c * 3, i) else c
-            i += len(quote) - 1
+        if c in "'\"":
+            i = _skip_string(text, i)
         elif c in _OPEN:
             stack.append(_OPEN[c])
         elif c in ")]}":
@@ -80,34 +92,56 @@ def _scan_field(text: str, start: int) -> int:
     raise ValueError("is missing a closing `}`")
 
 
+def _skip_string(text: str, i: int) -> int:
+    """Return the index of the last quote closing the string literal opened at ``text[i]``
+    (``'``, ``"`` or a triple quote; backslashes escape), or ``len(text)`` if it is unclosed."""
+    c = text[i]
+    quote = c * 3 if text.startswith(c * 3, i) else c
+    i += len(quote)
+    n = len(text)
+    while i < n:
+        if text[i] == "\\":
+            i += 2
+        elif text.startswith(quote, i):
+            return i + len(quote) - 1
+        else:
+            i += 1
+    return n
+
+
 def _split_field(body: str) -> tuple[str, str | None, str | None]:
     """Split ``expr!r:spec`` at its top level into expression, conversion and spec."""
     depth = 0
-    quote = ""
     i = 0
     n = len(body)
     while i < n:
         c = body[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = ""
-        elif c in "'\"":
-            quote = c
+        if c in "'\"":
+            i = _skip_string(body, i)
         elif c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
         elif depth == 0:
-            if c == "!" and i + 1 < n and body[i + 1] in _CONVERSIONS:
-                if i + 2 == n or body[i + 2] == ":":
-                    spec = body[i + 3 :] if i + 2 < n else None
-                    return body[:i], body[i + 1], spec
-            elif c == ":" and not body.startswith(":=", i):
-                return body[:i], None, body[i + 1 :]
+            split = _split_at(body, i)
+            if split is not None:
+                return split
         i += 1
     return body, None, None
+
+
+def _split_at(body: str, i: int) -> tuple[str, str | None, str | None] | None:
+    """The split of ``body`` when a top-level ``!r``/``!s``/``!a`` or ``:`` (not ``:=``) is at
+    ``body[i]``, else None."""
+    c = body[i]
+    n = len(body)
+    if c == "!" and i + 1 < n and body[i + 1] in _CONVERSIONS:
+        if i + 2 == n or body[i + 2] == ":":
+            spec = body[i + 3 :] if i + 2 < n else None
+            return body[:i], body[i + 1], spec
+    elif c == ":" and not body.startswith(":=", i):
+        return body[:i], None, body[i + 1 :]
+    return None
 
 
 def split_fields(text: str) -> list[str | _Field]:
@@ -244,7 +278,7 @@ class _Compiler:
         try:
             parts = split_fields(text)
         except ValueError as exc:
-            raise self.error(path, problem(f"template `{text}`", exc)) from None
+            raise self.error(path, problem(f"template `{shown(text)}`", exc)) from None
         if not any(isinstance(p, _Field) for p in parts):
             # Only escaped braces: a constant, but not the source text itself.
             return ast.Constant("".join(p for p in parts if isinstance(p, str))), True
@@ -253,10 +287,7 @@ class _Compiler:
             if isinstance(part, str):
                 nodes.append(ast.Constant(part))
                 continue
-            try:
-                expr = compile_node(part.expr, self.names)
-            except ValueError as exc:
-                raise self.error(path, problem(f"template `{text}`", _whole(part, exc))) from None
+            expr = self.field(part, text, path)
             if len(parts) == 1 and part.conversion is None and part.spec is None:
                 node: ast.expr = expr
                 break
@@ -265,8 +296,28 @@ class _Compiler:
             nodes.append(ast.FormattedValue(expr, conversion, spec))
         else:
             node = ast.JoinedStr(nodes)
-        self.leaves.append(_Leaf(path, text, _build(node, self.consts, path)))
+        try:
+            fn = _build(node, self.consts, path)
+        except (RecursionError, MemoryError):
+            raise self.error(path, _too_deep(text)) from None
+        self.leaves.append(_Leaf(path, text, fn))
         return node, True
+
+    def field(self, part: _Field, text: str, path: str) -> ast.expr:
+        """The checked expression of one field of the template ``text``."""
+        try:
+            return compile_node(part.expr, self.names)
+        except ValueError as exc:
+            raise self.error(
+                path, problem(f"template `{shown(text)}`", _whole(part, exc))
+            ) from None
+        except (RecursionError, MemoryError):  # Python's parser limits nesting
+            raise self.error(path, _too_deep(text)) from None
+
+
+def _too_deep(template: Any) -> str:
+    subject = f"template `{shown(template)}`" if isinstance(template, str) else "the template"
+    return f"{subject} is nested too deeply to compile"
 
 
 def _whole(field: _Field, exc: ValueError) -> ValueError:
@@ -332,8 +383,8 @@ class Template:
             except Exception as leaf_exc:
                 err = describe_error(leaf_exc)
                 where = f" (at {leaf.path})" if leaf.path else ""
-                return TemplateError(f"{err}{where}", template=leaf.source)
-        return TemplateError(describe_error(exc), template=str(self.source))
+                return TemplateError(f"{err}{where}", template=shown(leaf.source))
+        return TemplateError(describe_error(exc), template=shown(str(self.source)))
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
@@ -341,9 +392,85 @@ class Template:
 
 def compile_template(value: Any, names: Collection[str] = BASE_NAMES, path: str = "") -> Template:
     """Compile a template value once; raise :class:`ConfigError` naming ``path`` when invalid."""
+    try:
+        return _compile(value, names, path)
+    except (RecursionError, MemoryError):  # a payload nested deeper than its fields
+        raise ConfigError(_too_deep(value), path or None) from None
+
+
+def _compile(value: Any, names: Collection[str], path: str) -> Template:
     compiler = _Compiler(names, path)
     node, templated = compiler.value(value, path)
     if not templated:
         return Template(value, path, None, [])
     fn = _build(node, compiler.consts, path)
     return Template(value, path, fn, compiler.leaves)
+
+
+class _Broken:
+    """What the cache keeps for a template that does not compile: rendering it raises the
+    compile error again, as a :class:`TemplateError`, without compiling it again."""
+
+    __slots__ = ("source", "message")
+
+    def __init__(self, source: str, message: str):
+        self.source = source
+        self.message = message
+
+    def render(self, ctx: Mapping[str, Any]) -> Any:
+        raise TemplateError(self.message, template=shown(self.source))
+
+
+def _compile_failure(source: str, exc: ConfigError) -> str:
+    """The compiler's message without its subject (the TemplateError names the template)."""
+    reason = exc.message
+    subject = f"template `{shown(source)}`"
+    if reason.startswith(subject):
+        reason = reason[len(subject) :].lstrip(":").strip()
+    if reason.startswith(("is ", "has ")):
+        reason = f"it {reason}"
+    return f"cannot be compiled: {reason}"
+
+
+class TemplateCache:
+    """Compiled template strings by key, for templates met at run time (``Listener.format``).
+
+    ``lookup(key)`` is the compiled template (anything with ``render(ctx)``) or None; it takes
+    no lock. ``add(key, source, names)`` compiles ``source`` and keeps it. At most ``maxsize``
+    entries are kept: when full, the oldest entry is dropped (first in, first out, so a hit
+    costs one dict lookup and nothing else). Safe to use from many threads; two threads
+    missing the same key at once may both compile it, and one result is kept.
+
+    A string that does not compile is kept too: rendering it raises :class:`TemplateError`
+    (never :class:`ConfigError`) naming the template, at every call, without compiling again.
+    """
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, Template | _Broken] = OrderedDict()
+        self.lookup: Callable[[Hashable], Template | _Broken | None] = self._entries.get
+        self._lock = threading.Lock()
+        register(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # the entries are pure values: the child keeps them
+
+    def add(self, key: Hashable, source: str, names: Collection[str]) -> Template | _Broken:
+        """Compile ``source`` (which may use ``names``), keep it under ``key``, return it."""
+        try:
+            entry: Template | _Broken = compile_template(source, names)
+        except ConfigError as exc:
+            entry = _Broken(source, _compile_failure(source, exc))
+        with self._lock:
+            kept = self._entries.setdefault(key, entry)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return kept
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -123,3 +123,90 @@ def test_bad_filters_fail_at_load(filter_def, path, message):
         app_with(filter_def)
     assert info.value.path == path
     assert message in str(info.value)
+
+
+# -- custom filter kinds as event-isc code writes them ------------------------------------------
+
+
+class MinTotalFilter(Filter):
+    """An event-isc style filter: no schema, and no ``super().__init__()``."""
+
+    kind = "compat_min_total"
+
+    def __init__(self, minimum, field="total"):
+        self.minimum = minimum
+        self.field = field
+
+    def __call__(self, event_name, event_data):
+        return event_data[self.field] >= self.minimum
+
+
+class PrefixFilter(MinTotalFilter):
+    """A subclass of a custom filter registering a kind of its own, with a schema."""
+
+    kind = "compat_prefix"
+    schema = {"properties": {"prefix": {"type": "string"}}, "required": ["prefix"]}
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+
+    def __call__(self, event_name, event_data):
+        return event_name.startswith(self.prefix)
+
+
+def test_an_event_isc_style_filter_works_in_a_config():
+    app = app_with({"kind": "compat_min_total", "minimum": 10})
+    assert [app.trigger("e", {"total": t}) for t in (9, 10, 11)] == [0, 1, 1]
+    filter_ = app.listeners[0].filter
+    assert isinstance(filter_, MinTotalFilter) and (filter_.minimum, filter_.field) == (10, "total")
+
+
+def test_a_filter_without_schema_gets_its_options_as_keywords():
+    app = app_with({"kind": "compat_min_total", "minimum": 3, "field": "n"})
+    assert [app.trigger("e", {"n": n}) for n in (2, 3)] == [0, 1]
+    with pytest.raises(ConfigError) as info:
+        app_with({"kind": "compat_min_total", "minimum": 3, "colour": "red"})
+    assert info.value.path == "listeners[0].filter"
+    assert "bad options for a compat_min_total filter" in str(info.value)
+    assert "colour" in str(info.value)
+
+
+def test_a_subclass_of_a_custom_filter_registers_its_own_kind():
+    assert Filter.get("compat_prefix") is PrefixFilter
+    assert Filter.get("compat_min_total") is MinTotalFilter
+    app = eventisc.create_app(
+        listeners=[
+            {
+                "kind": "recording",
+                "event_name_regex": "shop[.].*",
+                "filter": {"kind": "compat_prefix", "prefix": "shop.order"},
+            }
+        ]
+    )
+    assert app.trigger("shop.order_paid") == 1 and app.trigger("shop.cart") == 0
+    with pytest.raises(ConfigError) as info:
+        app_with({"kind": "compat_prefix", "prefix": "x", "minimum": 1})
+    assert info.value.path == "listeners[0].filter.minimum"
+
+
+def test_custom_filters_from_dict_and_in_python_listeners():
+    # event-isc's Filter.from_dict, and a Listener built in Python with a filter mapping.
+    keep = Filter.from_dict({"kind": "compat_min_total", "minimum": 5})
+    assert (
+        isinstance(keep, MinTotalFilter) and keep("e", {"total": 5}) and not keep("e", {"total": 4})
+    )
+    listener = RecordingListener("e", filter={"kind": "compat_min_total", "minimum": 5})
+    app = eventisc.create_app(listeners=[listener])
+    assert app.trigger("e", {"total": 4}) == 0 and app.trigger("e", {"total": 6}) == 1
+    assert (
+        listener.notify("e", {"total": 7}) is True and listener.notify("e", {"total": 1}) is False
+    )
+
+
+def test_a_failing_event_isc_style_filter_is_that_listener_s_failure():
+    app = app_with({"kind": "compat_min_total", "minimum": 1})
+    app.raise_errors = True
+    with pytest.raises(eventisc.TriggerError) as info:
+        app.trigger("e", {})
+    ((name, exc),) = info.value.failures
+    assert name == "recording:e" and isinstance(exc, KeyError)

@@ -1,14 +1,16 @@
-"""Templates: typing, escapes, format specs, structures, YAML's `{name}` trap, errors."""
+"""Templates: typing, escapes, format specs, structures, YAML's `{name}` trap, errors; the
+cache of templates met at run time."""
 
 from __future__ import annotations
 
 import datetime
 import logging
+import threading
 
 import pytest
 
 from eventisc.errors import ConfigError, TemplateError
-from eventisc.template import compile_template
+from eventisc.template import BASE_NAMES, TemplateCache, compile_template
 
 
 class User:
@@ -174,3 +176,101 @@ def test_render_errors_name_the_field_that_failed(template, message):
     assert message in str(info.value)
     assert f"`{template}`" in str(info.value)
     assert "data.bad" in str(info.value)
+
+
+def test_a_triple_quoted_string_in_a_field_is_one_string():
+    # A `:` or `!r` inside a triple-quoted string is not a format spec or a conversion.
+    assert render("{'''it's: ok!r'''}") == "it's: ok!r"
+    assert render('{"""say "hi": now"""}') == 'say "hi": now'
+    assert render("{'''it's'''!r:>8}") == '  "it\'s"'
+
+
+def test_a_template_nested_too_deeply_is_a_config_error():
+    # Python's parser gives up (RecursionError, MemoryError): say so, naming the path.
+    for template in ("{" + "-" * 100_000 + "1}", "{" + "(" * 2_000 + "1" + ")" * 2_000 + "}"):
+        with pytest.raises(ConfigError) as info:
+            compile_template({"deep": template}, path="data")
+        assert info.value.path == "data.deep"
+        assert "nested too deeply" in str(info.value) or "too many nested" in str(info.value)
+        assert template[:20] in str(info.value)
+
+
+# -- the cache of templates met at run time -----------------------------------------------------
+
+
+def test_the_cache_compiles_once_and_keeps_at_most_maxsize_oldest_out_first():
+    cache = TemplateCache(3)
+    first = cache.add("k0", "{event_name}-0", BASE_NAMES)
+    assert cache.lookup("k0") is first
+    assert cache.add("k0", "{event_name}-0", BASE_NAMES) is first  # a racing add keeps one
+    for n in range(1, 5):
+        cache.add(f"k{n}", f"{{event_name}}-{n}", BASE_NAMES)
+    assert len(cache) == 3
+    assert [cache.lookup(f"k{n}") is not None for n in range(5)] == [False, False, True, True, True]
+    assert cache.lookup("k4").render(CTX) == "myapp.user_created-4"
+    cache.clear()
+    assert len(cache) == 0 and cache.lookup("k4") is None
+
+
+def test_the_cache_keeps_a_template_that_does_not_compile_as_a_template_error():
+    cache = TemplateCache(8)
+    broken = cache.add("bad", "{event_data['n'", BASE_NAMES)
+    assert cache.lookup("bad") is broken
+    for _ in range(2):
+        with pytest.raises(TemplateError) as info:
+            broken.render(CTX)
+        assert info.value.template == "{event_data['n'"
+        assert str(info.value) == (
+            "template `{event_data['n'`: cannot be compiled: it is missing a closing `}`"
+        )
+
+
+def test_the_cache_names_are_the_ones_given():
+    cache = TemplateCache(8)
+    ok = cache.add(
+        ("q", frozenset({"query_string"})), "{query_string}", (*BASE_NAMES, "query_string")
+    )
+    assert ok.render({**CTX, "query_string": "a=1"}) == "a=1"
+    with pytest.raises(TemplateError, match="unknown name `query_string`"):
+        cache.add("q", "{query_string}", BASE_NAMES).render(CTX)
+
+
+def test_the_cache_from_many_threads():
+    cache = TemplateCache(10)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            for n in range(400):
+                key = n % 25
+                entry = cache.lookup(key) or cache.add(key, f"{{event_data[n]}}/{key}", BASE_NAMES)
+                assert entry.render(CTX) == f"43/{key}"
+        except BaseException as exc:  # reported below, from the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(cache) <= 10
+
+
+def test_errors_show_a_url_template_with_its_password_masked():
+    with pytest.raises(ConfigError) as info:
+        compile_template({"url": "http://u:secret@h/{event_data[x}"}, path="data")
+    assert "template `http://u:***@h/{event_data[x}`" in str(info.value)
+    assert "secret" not in str(info.value)
+    url = compile_template({"url": "amqp://u:secret@h/{event_data[missing]}"}, path="data")
+    with pytest.raises(TemplateError) as info:
+        url.render(CTX)
+    assert "template `amqp://u:***@h/{event_data[missing]}`: no key 'missing'" in str(info.value)
+    assert "secret" not in str(info.value) and "secret" not in info.value.template
+    cache = TemplateCache(2)
+    with pytest.raises(TemplateError) as info:
+        cache.add("k", "http://u:secret@h/{event_data[x", BASE_NAMES).render(CTX)
+    assert str(info.value) == (
+        "template `http://u:***@h/{event_data[x`: cannot be compiled: it is missing a closing `}`"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -25,7 +26,17 @@ from ..harness import (
 )
 from ..support import NullListener
 
-__all__ = ["EVENT_DATA", "TEMPLATES", "overhead", "rendering", "routing", "routing_listeners"]
+__all__ = [
+    "CUSTOM_KIND_OPTIONS",
+    "CUSTOM_KIND_SOURCE",
+    "EVENT_DATA",
+    "TEMPLATES",
+    "custom_kind",
+    "overhead",
+    "rendering",
+    "routing",
+    "routing_listeners",
+]
 
 #: Five templated fields, valid for eventisc and for event-isc's ``Listener.format`` alike:
 #: single fields (evaluated, type kept), and text with str.format fields and a format spec.
@@ -43,7 +54,53 @@ EVENT_DATA = {
     "amount": 42,
 }
 
+#: A custom kind written for event-isc 0.1.0, run unchanged by both packages: ``Listener`` is
+#: ours here, event-isc's in benchmarks/legacy_worker.py (which gets this very text). Its
+#: ``_do_notify`` renders five templated fields with ``self.format`` and sends nothing.
+CUSTOM_KIND_SOURCE = """\
+from urllib.parse import urlencode
+
+
+class FormatWebhook(Listener):
+    kind = "bench_format_webhook"
+
+    def __init__(self, event_name, url, data, query_kwargs=None, filter=None):
+        super().__init__(event_name, filter)
+        self.url = url
+        self.data = data
+        self.query_string = urlencode(query_kwargs or {})
+        self.sent = None
+
+    def _do_notify(self, event_name, event_data):
+        url = self.format(self.url, event_name, event_data, query_string=self.query_string)
+        data = {k: self.format(v, event_name, event_data) for k, v in self.data.items()}
+        self.sent = {"url": url, "data": data}
+        return True
+"""
+
+#: The custom kind's options: five templated fields (a url with a keyword name, two whole
+#: fields keeping an int and a dict, mixed text, a format spec) and a dict passed through.
+CUSTOM_KIND_OPTIONS: dict[str, Any] = {
+    "url": "https://hooks.example.com/{event_name}?{query_string}",
+    "query_kwargs": {"source": "shop"},
+    "data": {
+        "user_id": "{event_data['user']['id']}",
+        "user": "{event_data['user']}",
+        "greeting": "Hello {event_data[user][name]}!",
+        "total": "{event_data[order][total]:.2f} EUR",
+        "meta": {"source": "{event_name}"},
+    },
+}
+
 assert NullListener.kind  # registers the no-I/O kind
+
+
+def custom_kind(listener_class: type) -> Any:
+    """An instance of the custom kind of :data:`CUSTOM_KIND_SOURCE` built on ``listener_class``
+    (ours or event-isc's ``Listener``), listening to the benchmark's event."""
+    namespace: dict[str, Any] = {"Listener": listener_class}
+    exec(CUSTOM_KIND_SOURCE, namespace)  # the same text the reference runs
+    return namespace["FormatWebhook"](EVENT_NAME, **CUSTOM_KIND_OPTIONS)
 
 
 def routing_listeners(n: int) -> list[dict[str, Any]]:
@@ -150,7 +207,12 @@ def rendering(ctx: Context) -> list[Table]:
         "and a format spec, the event name) rendered for one event: ours compiled once with "
         "`eventisc.template.compile_template`, event-isc's `Listener.format` field by field. "
         "Also, for scale, our whole `HttpListener.render` with these five fields as its `data` "
-        "(URL checks and the JSON body included). Per event; lower is better.",
+        "(URL checks and the JSON body included). Then a custom kind written for event-isc, "
+        "the same source in both packages, whose `_do_notify` renders five templated fields "
+        "with `self.format` (a url with `query_string`, an int and a dict kept by whole "
+        "fields, mixed text, a format spec; a nested dict passed through) and sends nothing: "
+        "ours through `eventisc.Listener.format` (each template compiled once, then cached), "
+        "event-isc's through its own. Per event; lower is better.",
     )
     template = compile_template(TEMPLATES, BASE_NAMES, "data")
     ctx_vars = {"event_name": EVENT_NAME, "event_data": EVENT_DATA}
@@ -174,20 +236,53 @@ def rendering(ctx: Context) -> list[Table]:
             lambda k: per_op(lambda: http.render(EVENT_NAME, EVENT_DATA), k), seconds
         ),
     }
+    kind = custom_kind(eventisc.Listener)
+    kind_request = {
+        "op": "custom_kind",
+        "source": CUSTOM_KIND_SOURCE,
+        "options": CUSTOM_KIND_OPTIONS,
+        "event_name": EVENT_NAME,
+        "data": EVENT_DATA,
+    }
+    variants["ours kind"] = calibrated(
+        lambda k: per_op(lambda: kind._do_notify(EVENT_NAME, EVENT_DATA), k), seconds
+    )
+    variants["event-isc kind"] = calibrated(_legacy_op(ctx, kind_request), seconds)
     series = alternate(variants, ctx.reps, progress=ctx.log)
     check = Check("vs event-isc", speedup(series["ours"], series["event-isc"]), ">=", 5)
+    kind_check = Check(
+        "vs event-isc 0.1.0 running the same kind",
+        speedup(series["ours kind"], series["event-isc kind"]),
+        ">=",
+        5,
+    )
     table.rows += [
         row("ours: compiled template, 5 fields", series["ours"], checks=[check]),
         row("event-isc: Listener.format × 5", series["event-isc"]),
         row("ours: HttpListener.render (5 fields + url + JSON body)", series["ours http"]),
+        row(
+            "ours: a custom kind using self.format, 5 fields",
+            series["ours kind"],
+            checks=[kind_check],
+        ),
+        row("event-isc: the same custom kind", series["event-isc kind"]),
     ]
     if ctx.legacy is not None:
         sample = ctx.legacy_call({**request, "iterations": 1})["sample"]
-        if sample != ours:
-            table.notes.append(f"Renders differ: ours {ours!r}, event-isc {sample!r}.")
-        else:
-            table.notes.append(f"Both render `{ours}`.")
+        table.notes.append(_same_render("The five templates", ours, sample))
+        kind._do_notify(EVENT_NAME, EVENT_DATA)
+        sample = ctx.legacy_call({**kind_request, "iterations": 1})["sample"]
+        table.notes.append(_same_render("The custom kind", kind.sent, sample))
     return [table]
+
+
+def _same_render(what: str, ours: Any, sample: Any) -> str:
+    """A note saying whether ours rendered what event-isc did (compared as JSON, the form the
+    reference's answer arrives in)."""
+    ours = json.loads(json.dumps(ours, default=str))
+    if sample != ours:
+        return f"{what}: renders differ: ours {ours!r}, event-isc {sample!r}."
+    return f"{what}: both render `{ours}`."
 
 
 FILTER = "event_data['amount'] > 10"
@@ -342,11 +437,11 @@ def _metrics_rows(ctx: Context, base: Any) -> list[Row]:
     if not hasattr(eventisc.App, "stats"):
         return [Row("metrics counting", "—", "—", note="skipped: App has no stats() yet")]
     try:
-        from eventisc.metrics import AppMetrics
+        from eventisc.metrics import AppMetrics, ListenerMetrics
     except ImportError as exc:
         return [Row("metrics counting", "—", "—", note=f"skipped: {exc}")]
     metrics = AppMetrics()
-    listener = metrics.add("bench")
+    listener = ListenerMetrics()
     clock = time.monotonic  # what App uses
 
     # What one delivered trigger counts: the event, the match, the outcome and its latency.

@@ -2,7 +2,8 @@
 
 A kind renders a :class:`~eventisc.notification.Notification` for an event (pure, no I/O)
 and delivers it (the only I/O). A custom kind can do both at once by implementing
-``_do_notify(event_name, event_data)``, as in event-isc.
+``_do_notify(event_name, event_data)``, as in event-isc, rendering its own templated options
+with ``self.format(value, event_name, event_data, **names)``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from ..logs import log_extra
 from ..masking import mask_payload, mask_url
 from ..notification import Notification
 from ..registry import Registry
-from ..settings import RetryPolicy, check_mode
-from ..template import BASE_NAMES, Template, compile_template
+from ..settings import RetryPolicy, check_mode, env_flag
+from ..template import BASE_NAMES, Template, TemplateCache, compile_template
 
-__all__ = ["BUILTIN_KINDS", "FilterLike", "Listener", "mask_url", "missing_driver"]
+__all__ = [
+    "BUILTIN_KINDS",
+    "FORMAT_TEMPLATES",
+    "FilterLike",
+    "Listener",
+    "mask_url",
+    "missing_driver",
+]
 
-logger = logging.getLogger("eventisc")
 
 #: Built-in kinds and the module that defines each; imported on first use.
 BUILTIN_KINDS: dict[str, str] = {
@@ -36,6 +43,13 @@ BUILTIN_KINDS: dict[str, str] = {
 DELIVERY_OPTIONS = ("delivery", "retry", "durable", "priority")
 
 FilterLike = Filter | Callable[[str, Any], bool] | Mapping[str, Any] | None
+
+#: The templates :meth:`Listener.format` compiled, by template string (and the names of its
+#: keyword arguments). Bounded: a kind may format strings that come from event data.
+FORMAT_TEMPLATES = TemplateCache(4096)
+_format_template = FORMAT_TEMPLATES.lookup
+
+logger = logging.getLogger(__name__)
 
 
 def missing_driver(kind: str, package: str, extra: str) -> ImportError:
@@ -144,33 +158,12 @@ class Listener:
 
         options = dict(definition)
         kind = options.get("kind")
-        try:
-            if not isinstance(kind, str):
-                raise ConfigError("a listener needs a `kind` (http, celery, rabbit, ...)")
-            listener_cls = cls.get(kind) if cls is Listener else cls
-        except ConfigError as exc:
-            raise exc.within(f"{path}.kind" if kind is not None else path) from None
+        listener_cls = cls._kind_class(kind, path)
         validate(options, listener_schema(listener_cls), path, f"{kind} listeners")
         options.pop("kind")
         name = options.pop("name", None)
         delivery_options = {key: options.pop(key) for key in DELIVERY_OPTIONS if key in options}
-        regex = options.pop("event_name_regex", None)
-        if regex is not None:
-            if "event_name" in options:
-                raise ConfigError(
-                    "give exactly one of `event_name` or `event_name_regex`, not both", path
-                )
-            try:
-                options["event_name"] = _compile_regex(regex)
-            except ConfigError as exc:
-                raise exc.within(f"{path}.event_name_regex") from None
-        elif "event_name" not in options:
-            raise ConfigError("give one of `event_name` or `event_name_regex`", path)
-        if "filter" in options:
-            try:
-                options["filter"] = Filter.from_config(options["filter"], "filter")
-            except ConfigError as exc:
-                raise exc.within(path) from None
+        _build_match_options(options, path)
         try:
             listener = listener_cls(**options)
         except ConfigError as exc:
@@ -186,11 +179,51 @@ class Listener:
             raise exc.within(path) from None
         return listener
 
+    @classmethod
+    def _kind_class(cls, kind: Any, path: str) -> type[Listener]:
+        """The class a config's ``kind`` names (``cls`` itself when called on a subclass)."""
+        try:
+            if not isinstance(kind, str):
+                raise ConfigError("a listener needs a `kind` (http, celery, rabbit, ...)")
+            return cls.get(kind) if cls is Listener else cls
+        except ConfigError as exc:
+            raise exc.within(f"{path}.kind" if kind is not None else path) from None
+
+    #: event-isc's name: ``Listener.from_dict({"kind": "http", "event_name": ..., ...})``.
     from_dict = from_config
 
     def template(self, value: Any, path: str, names: Collection[str] = ()) -> Template:
         """Compile a template of this listener (``path`` names the option, for errors)."""
         return compile_template(value, (*BASE_NAMES, *self.template_names, *names), path)
+
+    @classmethod
+    def format(cls, value: Any, event_name: str, event_data: Any, **kwargs: Any) -> Any:
+        """Render one templated value for one event, as event-isc's ``Listener.format`` did.
+
+        For kinds that render in ``_do_notify``: a value that is not a string, or a string
+        without ``{``, is returned as it is (a dict is not rendered, as in event-isc); a string
+        that is one field (``"{event_data['n']}"``) renders to the value itself, type kept;
+        mixed text renders to a string. The names are ``event_name``, ``event_data`` and the
+        keyword arguments' names (``query_string=...``). Fields are eventisc's safe
+        expressions (see :mod:`eventisc.template`), never ``eval``.
+
+        Each template string is compiled once (with the set of keyword names it may use) and
+        kept in :data:`FORMAT_TEMPLATES`, which holds at most 4,096 of them, dropping the
+        oldest first. Thread-safe.
+
+        Raises :class:`~eventisc.errors.TemplateError` naming the template, both when the
+        template does not compile and when it fails for this event (a missing key): the call
+        happens per event, inside ``_do_notify``, so it is that delivery's failure, reported
+        by the app like any template failure (not a ``ConfigError``, which eventisc raises
+        only while loading a config).
+        """
+        if not isinstance(value, str) or "{" not in value:
+            return value
+        key = (value, frozenset(kwargs)) if kwargs else value
+        template = _format_template(key)
+        if template is None:
+            template = FORMAT_TEMPLATES.add(key, value, (*BASE_NAMES, *sorted(kwargs)))
+        return template.render({"event_name": event_name, "event_data": event_data, **kwargs})
 
     # -- the flow ---------------------------------------------------------------------------
 
@@ -218,17 +251,6 @@ class Listener:
         result = self._do_notify(notification.event_name, notification.payload["event_data"])
         return False if result is False else result
 
-    def dry_run(self, notification: Notification) -> bool:
-        """Show what would be sent instead of sending it (the app's dry-run mode): logged at
-        INFO on the ``eventisc`` logger, secrets masked. True: counted as notified."""
-        logger.info(
-            "dry-run: listener %r would send %r",
-            self.name,
-            mask_payload(notification.payload),
-            extra=log_extra(notification.event_name, self.name, 0, "dry-run"),
-        )
-        return True
-
     def delivers_async(self) -> bool:
         """Whether :meth:`deliver_async` pipelines deliveries (used in background mode)."""
         return False
@@ -251,16 +273,70 @@ class Listener:
             "or render() and deliver()"
         )
 
+    def dry_run(self, notification: Notification) -> bool:
+        """What dry-run mode does instead of :meth:`deliver`; True counts as notified.
+
+        A kind that overrides ``_do_notify_dryrun(event_name, event_data)`` (event-isc's
+        hook) has it called, and its truth value returned. Its ``event_data`` is the event's
+        data when the kind renders with the base :meth:`render`; a kind with its own
+        ``render`` keeps no event data in its notification, so it gets the rendered payload
+        instead. Otherwise the payload, secrets masked, is logged at INFO on the ``eventisc``
+        logger and True returned. No I/O besides logging.
+        """
+        hook = self._do_notify_dryrun
+        if getattr(hook, "__func__", None) is not Listener._do_notify_dryrun:
+            payload = notification.payload
+            event_data = payload["event_data"] if self._renders_event_data() else payload
+            return bool(hook(notification.event_name, event_data))
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "dry-run: listener %r would send %r",
+                self.name,
+                mask_payload(notification.payload),
+                extra=log_extra(notification.event_name, self.name, 0, "dry-run"),
+            )
+        return True
+
+    def _renders_event_data(self) -> bool:
+        """Whether this kind's notifications hold ``{"event_data": ...}`` (the base render)."""
+        return getattr(self.render, "__func__", None) is Listener.render
+
+    def _do_notify_dryrun(self, event_name: str, event_data: Any) -> Any:
+        """event-isc's dry-run hook: log the event (secrets masked) at INFO, return True.
+
+        Kinds written for event-isc may override it (and call it through ``super()``);
+        :meth:`dry_run` calls the override.
+        """
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "EVENTISC_DRYRUN=Y _do_notify(%s, %s)",
+                event_name,
+                mask_payload(event_data),
+                extra=log_extra(event_name, self.name, 0, "dry-run"),
+            )
+        return True
+
     def notify(self, event_name: str, event_data: Any) -> bool:
         """Match, filter, render and deliver one event; True when it was delivered.
 
         Kept for event-isc compatibility; :meth:`eventisc.App.trigger` is the usual way in.
+        False when the event does not match, the filter rejects it or the listener declined
+        (``_do_notify`` or ``deliver`` returned False); anything else it returned (None
+        included, which event-isc did not count) means delivered, as in ``trigger``.
+
+        As in event-isc, ``EVENTISC_DRYRUN`` (y/yes/true/1/on) is read at each call: when
+        set, the event is rendered and :meth:`dry_run` called instead of delivering. Raises
+        what the filter, the templates (:class:`~eventisc.errors.TemplateError`) or the
+        delivery raise: there is no app here to catch and log it.
         """
         if not self.matches(event_name):
             return False
         if self.filter is not None and not self.filter(event_name, event_data):
             return False
-        return self.deliver(self.render(event_name, event_data)) is not False
+        notification = self.render(event_name, event_data)
+        if env_flag("EVENTISC_DRYRUN"):
+            return self.dry_run(notification)
+        return self.deliver(notification) is not False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -276,6 +352,28 @@ class Listener:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _build_match_options(options: dict[str, Any], path: str) -> None:
+    """Turn a config's ``event_name_regex`` into a compiled ``event_name`` and its ``filter``
+    mapping into a Filter, in place; raise ConfigError naming ``path``."""
+    regex = options.pop("event_name_regex", None)
+    if regex is not None:
+        if "event_name" in options:
+            raise ConfigError(
+                "give exactly one of `event_name` or `event_name_regex`, not both", path
+            )
+        try:
+            options["event_name"] = _compile_regex(regex)
+        except ConfigError as exc:
+            raise exc.within(f"{path}.event_name_regex") from None
+    elif "event_name" not in options:
+        raise ConfigError("give one of `event_name` or `event_name_regex`", path)
+    if "filter" in options:
+        try:
+            options["filter"] = Filter.from_config(options["filter"], "filter")
+        except ConfigError as exc:
+            raise exc.within(path) from None
 
 
 def _compile_regex(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
