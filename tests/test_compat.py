@@ -420,7 +420,7 @@ def test_dry_run_logs_the_masked_payload_of_a_kind_without_a_hook(caplog):
         assert listener.dry_run(notification) is True
     assert listener.calls == []
     (record,) = caplog.records
-    assert record.name == "eventisc" and record.levelno == logging.INFO
+    assert record.name.partition(".")[0] == "eventisc" and record.levelno == logging.INFO
     assert record.getMessage() == (
         "dry-run: listener 'rec' would send {'event_data': {'url': 'amqp://guest:***@broker/'}}"
     )
@@ -483,7 +483,7 @@ def test_the_base_dry_run_hook_logs_like_event_isc(caplog):
     with caplog.at_level(logging.INFO, logger="eventisc"):
         assert listener._do_notify_dryrun("e", {"token": "x", "url": "http://a:b@h/"}) is True
     (record,) = caplog.records
-    assert record.name == "eventisc"
+    assert record.name.partition(".")[0] == "eventisc"  # the eventisc logger, or one below it
     assert record.getMessage() == (
         "EVENTISC_DRYRUN=Y _do_notify(e, {'token': 'x', 'url': 'http://a:***@h/'})"
     )
