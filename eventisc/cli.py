@@ -161,7 +161,7 @@ def _serve_metrics(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from .schema import config_schema
+    from .config import config_schema
 
     print(json.dumps(config_schema(), indent=2))
     return 0

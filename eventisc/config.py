@@ -15,21 +15,92 @@ from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any, Union
 
 from .errors import ConfigError
-from .schema import CONFIG_SCHEMA, validate
-from .settings import DEFAULT_BACKGROUND, DEFAULT_SYNC, Plan, RetryPolicy, env_flag
+from .listeners.base import Listener, listener_schema
+from .schema import validate
+from .settings import (
+    DEFAULT_BACKGROUND,
+    DEFAULT_SYNC,
+    DELIVERY_MODES,
+    DISPATCHER_SCHEMA,
+    RETRY_SCHEMA,
+    Plan,
+    RetryPolicy,
+    env_flag,
+)
 
 if TYPE_CHECKING:
-    from .listeners.base import Listener
     from .spool import Spool
 
 __all__ = [
+    "CONFIG_SCHEMA",
     "ConfigSource",
+    "config_schema",
     "env_flag",
     "open_spool",
     "read_config",
     "resolve_plan",
     "validate_config",
 ]
+
+_POSITIVE_SECONDS = {"type": "number", "exclusiveMinimum": 0}
+
+#: The top level of a config file.
+CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "eventisc configuration",
+    "type": "object",
+    "properties": {
+        "name_prefix": {
+            "type": ["string", "null"],
+            "description": "Prepended to every triggered event name.",
+        },
+        "listeners": {
+            "type": ["array", "null"],
+            "description": "The listeners, each checked against its kind's schema.",
+        },
+        "raise_errors": {
+            "type": "boolean",
+            "description": "trigger() raises TriggerError after all listeners ran if any failed.",
+        },
+        "dry_run": {
+            "type": "boolean",
+            "description": "Render and log, never deliver (default: EVENTISC_DRYRUN).",
+        },
+        "heartbeat": {
+            **_POSITIVE_SECONDS,
+            "description": "Start a heartbeat thread with this interval in seconds.",
+        },
+        "delivery": {
+            "enum": list(DELIVERY_MODES),
+            "description": "sync (default): deliver in trigger(); background: queue and return.",
+        },
+        "retry": RETRY_SCHEMA,
+        "dispatcher": DISPATCHER_SCHEMA,
+        "spool": {
+            "type": ["object", "string"],
+            "additionalProperties": False,
+            "required": ["path"],
+            "properties": {"path": {"type": "string", "minLength": 1}},
+            "description": "{path: FILE}: the SQLite file keeping failed, refused and durable "
+            "notifications (a plain path works too).",
+        },
+        "durable": {
+            "type": "boolean",
+            "description": "Background: write each notification to the spool before trigger "
+            "returns, remove it once delivered.",
+        },
+        "report_interval": {
+            **_POSITIVE_SECONDS,
+            "description": "Log a one-line summary of the stats every N seconds (default off).",
+        },
+        "recover": {
+            "type": "boolean",
+            "description": "Background: at start, deliver what earlier processes left pending "
+            "in the spool (default true).",
+        },
+    },
+    "additionalProperties": False,
+}
 
 ConfigSource = Union[str, "os.PathLike[str]", IO[str], IO[bytes], Mapping[str, Any]]
 
@@ -140,3 +211,32 @@ def resolve_plan(
         where = "durable" if listener.durable is None else f"{path}.durable"
         raise ConfigError("durable delivery needs `delivery: background` and a `spool`", where)
     return Plan(background, policy, bool(is_durable), listener.priority)
+
+
+def config_schema() -> dict[str, Any]:
+    """The whole configuration's JSON Schema, with one branch per kind that can be imported."""
+    branches = []
+    for kind in Listener.registry.known():
+        try:
+            cls = Listener.registry.get(kind)
+        except ConfigError:
+            continue  # its driver is not installed
+        branches.append(
+            {
+                "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+                "then": listener_schema(cls),
+            }
+        )
+    schema = dict(CONFIG_SCHEMA)
+    properties = dict(schema["properties"])
+    properties["listeners"] = {
+        "type": ["array", "null"],
+        "items": {
+            "type": "object",
+            "required": ["kind"],
+            "properties": {"kind": {"enum": Listener.registry.known()}},
+            "allOf": branches,
+        },
+    }
+    schema["properties"] = properties
+    return schema

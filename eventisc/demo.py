@@ -156,23 +156,12 @@ def _drain(amqp_url: str, queue: str, wait: float = 5.0) -> list[Any]:
         connection.close()
 
 
-def run(
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F", out: Callable[..., None] = print
-) -> int:
-    """Run the demo; return 0 when every expected notification arrived."""
-    from . import create_app
-
-    out("eventisc demo: a sample config, delivered to receivers on this machine\n")
-    receiver = _Receiver()
-    out(f"HTTP receiver listening on {receiver.url}")
+def _config(
+    amqp_url: str, names: dict[str, str], out: Callable[..., None]
+) -> tuple[str, bool, bool]:
+    """The demo's config for what this machine has: whether RabbitMQ answers, whether pika
+    and celery are installed. Returns it with whether the rabbit and celery listeners are in."""
     config = HTTP_CONFIG
-    suffix = f"{int(time.time())}-{threading.get_ident() % 10000}"
-    names = {
-        "receiver": receiver.url,
-        "amqp_url": amqp_url,
-        "audit_queue": f"eventisc-demo-audit-{suffix}",
-        "task_queue": f"eventisc-demo-tasks-{suffix}",
-    }
     broker = _reachable(amqp_url)
     use_rabbit = broker is None and _installed("pika")
     use_celery = use_rabbit and _installed("celery")
@@ -185,36 +174,60 @@ def run(
         ):
             if not used:
                 out(f"{module} is not installed (pip install 'eventisc[{extra}]'): skipping it")
-        if use_rabbit:
-            config += RABBIT_CONFIG
-        if use_celery:
-            config += CELERY_CONFIG
-    config = string.Template(config).safe_substitute(names)
-    out("\nConfig:\n  " + config.rstrip().replace("\n", "\n  ") + "\n")
+        config += (RABBIT_CONFIG if use_rabbit else "") + (CELERY_CONFIG if use_celery else "")
+    return string.Template(config).safe_substitute(names), use_rabbit, use_celery
 
+
+def _arrived(
+    receiver: _Receiver, amqp_url: str, names: dict[str, str], using: tuple[bool, bool],
+    out: Callable[..., None],
+) -> bool:  # fmt: skip
+    """Show what arrived; True when every expected notification did."""
+    use_rabbit, use_celery = using
+    out("\nWhat arrived:")
+    for method, path, body in receiver.received:
+        out(f"  HTTP {method} {path}\n       {body}")
+    ok = len(receiver.received) == 2
+    if use_rabbit:
+        audit = _drain(amqp_url, names["audit_queue"])
+        for properties, body in audit:
+            headers = properties.headers
+            out(f"  RabbitMQ {names['audit_queue']}: headers={headers} {body.decode()}")
+        ok = ok and len(audit) == len(EVENTS)
+    if use_celery:
+        tasks = _drain(amqp_url, names["task_queue"])
+        for properties, body in tasks:
+            args, kwargs, _ = json.loads(body)
+            task = (properties.headers or {}).get("task")
+            out(f"  Celery task {task} on {names['task_queue']}: args={args} kwargs={kwargs}")
+        ok = ok and len(tasks) == 2  # both order_paid events (no filter here)
+    return ok
+
+
+def run(
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F", out: Callable[..., None] = print
+) -> int:
+    """Run the demo; return 0 when every expected notification arrived."""
+    from . import create_app
+
+    out("eventisc demo: a sample config, delivered to receivers on this machine\n")
+    receiver = _Receiver()
+    out(f"HTTP receiver listening on {receiver.url}")
+    suffix = f"{int(time.time())}-{threading.get_ident() % 10000}"
+    names = {
+        "receiver": receiver.url,
+        "amqp_url": amqp_url,
+        "audit_queue": f"eventisc-demo-audit-{suffix}",
+        "task_queue": f"eventisc-demo-tasks-{suffix}",
+    }
+    config, use_rabbit, use_celery = _config(amqp_url, names, out)
+    out("\nConfig:\n  " + config.rstrip().replace("\n", "\n  ") + "\n")
     try:
         with create_app(config_file=io.StringIO(config)) as app:
             for name, data, expected in EVENTS:
                 count = app.trigger(name, data)
                 out(f"trigger({name!r}, {json.dumps(data)}) -> {count} notified   # {expected}")
-        expected_http = 2
-        out("\nWhat arrived:")
-        for method, path, body in receiver.received:
-            out(f"  HTTP {method} {path}\n       {body}")
-        ok = len(receiver.received) == expected_http
-        if use_rabbit:
-            audit = _drain(amqp_url, names["audit_queue"])
-            for properties, body in audit:
-                headers = properties.headers
-                out(f"  RabbitMQ {names['audit_queue']}: headers={headers} {body.decode()}")
-            ok = ok and len(audit) == len(EVENTS)
-        if use_celery:
-            tasks = _drain(amqp_url, names["task_queue"])
-            for properties, body in tasks:
-                args, kwargs, _ = json.loads(body)
-                task = (properties.headers or {}).get("task")
-                out(f"  Celery task {task} on {names['task_queue']}: args={args} kwargs={kwargs}")
-            ok = ok and len(tasks) == 2  # both order_paid events (no filter here)
+        ok = _arrived(receiver, amqp_url, names, (use_rabbit, use_celery), out)
     finally:
         receiver.close()
     out(

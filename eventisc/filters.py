@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from .errors import ConfigError, TemplateError
 from .registry import Registry
 from .sandbox import compile_expression, describe_error
+from .schema import validate_options
 from .template import BASE_NAMES
 
 __all__ = ["ExprFilter", "Filter"]
@@ -52,8 +53,6 @@ class Filter:
     @classmethod
     def from_config(cls, definition: Mapping[str, Any], path: str = "filter") -> Filter:
         """Build a filter from its config mapping; raise ConfigError naming ``path``."""
-        from .schema import validate_options
-
         options = dict(definition)
         kind = options.pop("kind", None)
         if not isinstance(kind, str):

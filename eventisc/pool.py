@@ -198,41 +198,48 @@ class QueuedPool(Generic[T]):
     def _checkout(self, timeout: float | None) -> PoolEntry[T]:
         deadline: float | None = None
         while True:
-            entry: PoolEntry[T] | None = None
-            with self._lock:
-                while True:
-                    if self._idle:
-                        entry = self._idle.pop()
-                        self._in_use += 1
-                        break
-                    if self._open < self._max_open:
-                        self._open += 1
-                        self._in_use += 1
-                        if self._open > self._peak_open:
-                            self._peak_open = self._open
-                        break
-                    if timeout is not None:
-                        now = time.monotonic()
-                        if deadline is None:
-                            deadline = now + timeout
-                        elif now >= deadline:
-                            raise PoolTimeout(
-                                f"{self.name}: all {self._max_open} items in use "
-                                f"(max_size={self.max_size}, max_overflow={self.max_overflow})"
-                                f", none freed within {timeout:g}s"
-                            )
-                    self._waiting += 1
-                    try:
-                        self._cond.wait(None if deadline is None else deadline - now)
-                    finally:
-                        self._waiting -= 1
+            entry, deadline = self._take(timeout, deadline)
             if entry is None:
                 return self._new_entry()
-            if self._plain:  # the common case, kept to a single test
-                return entry
-            if self._usable(entry):
+            if self._plain or self._usable(entry):  # plain: the common case, one test
                 return entry
             self._discard(entry)
+
+    def _take(
+        self, timeout: float | None, deadline: float | None
+    ) -> tuple[PoolEntry[T] | None, float | None]:
+        """An idle entry, or None with a slot taken to create one; waits for either (up to
+        ``timeout``, the deadline computed on the first wait and returned)."""
+        with self._lock:
+            while True:
+                if self._idle:
+                    self._in_use += 1
+                    return self._idle.pop(), deadline
+                if self._open < self._max_open:
+                    self._open += 1
+                    self._in_use += 1
+                    if self._open > self._peak_open:
+                        self._peak_open = self._open
+                    return None, deadline
+                deadline = self._wait(timeout, deadline)
+
+    def _wait(self, timeout: float | None, deadline: float | None) -> float | None:
+        # Called with the lock held, every item in use: wait for one to come back.
+        now = time.monotonic()
+        if timeout is not None:
+            if deadline is None:
+                deadline = now + timeout
+            elif now >= deadline:
+                raise PoolTimeout(
+                    f"{self.name}: all {self._max_open} items in use (max_size={self.max_size}, "
+                    f"max_overflow={self.max_overflow}), none freed within {timeout:g}s"
+                )
+        self._waiting += 1
+        try:
+            self._cond.wait(None if deadline is None else deadline - now)
+        finally:
+            self._waiting -= 1
+        return deadline
 
     def _new_entry(self) -> PoolEntry[T]:
         try:

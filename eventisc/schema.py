@@ -1,9 +1,10 @@
-"""The JSON Schema of the configuration, and validation that names the offending value.
+"""Validating against a JSON Schema, with errors that name the offending value.
 
-The top level is :data:`CONFIG_SCHEMA`. Every listener shares :data:`LISTENER_PROPERTIES`; each
-kind adds its own options through its class attribute ``schema`` (``{"properties": {...},
-"required": [...]}``). :func:`config_schema` assembles the whole document (``eventisc schema``
-prints it), for editors and for validating configs outside Python.
+The schemas themselves live beside what they describe: a kind's options in its ``schema``
+(:class:`eventisc.Listener`), the options every listener takes in
+:mod:`eventisc.listeners.base`, the settings in :mod:`eventisc.settings`, the top level of a
+config in :mod:`eventisc.config` (which also assembles the whole document, ``eventisc
+schema``). Numbers are finite here: YAML's ``.inf`` and ``.nan`` are refused.
 """
 
 from __future__ import annotations
@@ -12,110 +13,12 @@ import difflib
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._fork import on_fork
 from .errors import ConfigError
-from .settings import DELIVERY_MODES, DISPATCHER_SCHEMA, RETRY_SCHEMA
 
-if TYPE_CHECKING:
-    from .listeners.base import Listener
-
-__all__ = [
-    "CONFIG_SCHEMA",
-    "LISTENER_PROPERTIES",
-    "config_schema",
-    "format_path",
-    "listener_schema",
-    "validate",
-    "validate_options",
-]
-
-_POSITIVE_SECONDS = {"type": "number", "exclusiveMinimum": 0}
-
-#: Options every listener takes, whatever its kind.
-LISTENER_PROPERTIES: dict[str, Any] = {
-    "kind": {"type": "string", "description": "Listener kind: http, celery, rabbit or custom."},
-    "name": {
-        "type": "string",
-        "minLength": 1,
-        "description": "Stable name used in logs and errors (default: kind:event_name).",
-    },
-    "event_name": {"type": "string", "minLength": 1, "description": "Exact full event name."},
-    "event_name_regex": {
-        "type": "string",
-        "minLength": 1,
-        "description": "Regex matched at the start of the full event name (re.match).",
-    },
-    "filter": {
-        "type": "object",
-        "required": ["kind"],
-        "properties": {"kind": {"type": "string"}},
-        "description": "Keeps only some events, e.g. {kind: expr, expr: \"event_data['n'] > 1\"}.",
-    },
-    "delivery": {"enum": list(DELIVERY_MODES), "description": "Default: the app's."},
-    "retry": RETRY_SCHEMA,
-    "durable": {"type": "boolean", "description": "Spool before trigger returns (background)."},
-    "priority": {"type": "integer", "description": "Background queue order: lower first."},
-}
-
-#: The top level of a config file.
-CONFIG_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "eventisc configuration",
-    "type": "object",
-    "properties": {
-        "name_prefix": {
-            "type": ["string", "null"],
-            "description": "Prepended to every triggered event name.",
-        },
-        "listeners": {
-            "type": ["array", "null"],
-            "description": "The listeners, each checked against its kind's schema.",
-        },
-        "raise_errors": {
-            "type": "boolean",
-            "description": "trigger() raises TriggerError after all listeners ran if any failed.",
-        },
-        "dry_run": {
-            "type": "boolean",
-            "description": "Render and log, never deliver (default: EVENTISC_DRYRUN).",
-        },
-        "heartbeat": {
-            **_POSITIVE_SECONDS,
-            "description": "Start a heartbeat thread with this interval in seconds.",
-        },
-        "delivery": {
-            "enum": list(DELIVERY_MODES),
-            "description": "sync (default): deliver in trigger(); background: queue and return.",
-        },
-        "retry": RETRY_SCHEMA,
-        "dispatcher": DISPATCHER_SCHEMA,
-        "spool": {
-            "type": ["object", "string"],
-            "additionalProperties": False,
-            "required": ["path"],
-            "properties": {"path": {"type": "string", "minLength": 1}},
-            "description": "{path: FILE}: the SQLite file keeping failed, refused and durable "
-            "notifications (a plain path works too).",
-        },
-        "durable": {
-            "type": "boolean",
-            "description": "Background: write each notification to the spool before trigger "
-            "returns, remove it once delivered.",
-        },
-        "report_interval": {
-            **_POSITIVE_SECONDS,
-            "description": "Log a one-line summary of the stats every N seconds (default off).",
-        },
-        "recover": {
-            "type": "boolean",
-            "description": "Background: at start, deliver what earlier processes left pending "
-            "in the spool (default true).",
-        },
-    },
-    "additionalProperties": False,
-}
+__all__ = ["format_path", "validate", "validate_options"]
 
 _validators: dict[int, Any] = {}
 _validators_lock = threading.Lock()
@@ -227,60 +130,3 @@ def _options_schema(partial: Mapping[str, Any]) -> dict[str, Any]:
         full.setdefault("properties", {})
         _options_schemas[id(partial)] = full
     return full
-
-
-_listener_schemas: dict[type[Listener], dict[str, Any]] = {}
-
-
-def listener_schema(cls: type[Listener]) -> dict[str, Any]:
-    """The whole JSON Schema of one listener kind: the common options plus the kind's own.
-
-    A kind whose ``schema`` is None accepts any further options.
-    """
-    cached = _listener_schemas.get(cls)
-    if cached is not None:
-        return cached
-    own = cls.schema
-    full: dict[str, Any] = {"type": "object"}
-    if own is None:
-        full["properties"] = dict(LISTENER_PROPERTIES)
-        full["additionalProperties"] = True
-        full["required"] = ["kind"]
-    else:
-        full.update({k: v for k, v in own.items() if k not in ("properties", "required")})
-        full["properties"] = {**LISTENER_PROPERTIES, **own.get("properties", {})}
-        full["required"] = ["kind", *own.get("required", [])]
-        full["additionalProperties"] = False
-    _listener_schemas[cls] = full
-    return full
-
-
-def config_schema() -> dict[str, Any]:
-    """The whole configuration's JSON Schema, with one branch per kind that can be imported."""
-    from .listeners.base import Listener
-
-    branches = []
-    for kind in Listener.registry.known():
-        try:
-            cls = Listener.registry.get(kind)
-        except ConfigError:
-            continue  # its driver is not installed
-        branches.append(
-            {
-                "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
-                "then": listener_schema(cls),
-            }
-        )
-    schema = dict(CONFIG_SCHEMA)
-    properties = dict(schema["properties"])
-    properties["listeners"] = {
-        "type": ["array", "null"],
-        "items": {
-            "type": "object",
-            "required": ["kind"],
-            "properties": {"kind": {"enum": Listener.registry.known()}},
-            "allOf": branches,
-        },
-    }
-    schema["properties"] = properties
-    return schema

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import eventisc
 from eventisc import ConfigError, Listener
-from eventisc.schema import config_schema
+from eventisc.config import config_schema
 
 from .kinds import TemplatedListener
 

@@ -19,14 +19,17 @@ from ..logs import log_extra
 from ..masking import mask_payload, mask_url
 from ..notification import Notification
 from ..registry import Registry
-from ..settings import RetryPolicy, check_mode, env_flag
+from ..schema import validate
+from ..settings import DELIVERY_MODES, RETRY_SCHEMA, RetryPolicy, check_mode, env_flag
 from ..template import BASE_NAMES, Template, TemplateCache, compile_template
 
 __all__ = [
     "BUILTIN_KINDS",
     "FORMAT_TEMPLATES",
+    "LISTENER_PROPERTIES",
     "FilterLike",
     "Listener",
+    "listener_schema",
     "mask_url",
     "missing_driver",
 ]
@@ -50,6 +53,33 @@ FORMAT_TEMPLATES = TemplateCache(4096)
 _format_template = FORMAT_TEMPLATES.lookup
 
 logger = logging.getLogger(__name__)
+
+
+#: Options every listener takes, whatever its kind.
+LISTENER_PROPERTIES: dict[str, Any] = {
+    "kind": {"type": "string", "description": "Listener kind: http, celery, rabbit or custom."},
+    "name": {
+        "type": "string",
+        "minLength": 1,
+        "description": "Stable name used in logs and errors (default: kind:event_name).",
+    },
+    "event_name": {"type": "string", "minLength": 1, "description": "Exact full event name."},
+    "event_name_regex": {
+        "type": "string",
+        "minLength": 1,
+        "description": "Regex matched at the start of the full event name (re.match).",
+    },
+    "filter": {
+        "type": "object",
+        "required": ["kind"],
+        "properties": {"kind": {"type": "string"}},
+        "description": "Keeps only some events, e.g. {kind: expr, expr: \"event_data['n'] > 1\"}.",
+    },
+    "delivery": {"enum": list(DELIVERY_MODES), "description": "Default: the app's."},
+    "retry": RETRY_SCHEMA,
+    "durable": {"type": "boolean", "description": "Spool before trigger returns (background)."},
+    "priority": {"type": "integer", "description": "Background queue order: lower first."},
+}
 
 
 def missing_driver(kind: str, package: str, extra: str) -> ImportError:
@@ -154,8 +184,6 @@ class Listener:
 
         Raises :class:`ConfigError` whose path starts with ``path`` (``listeners[2]``).
         """
-        from ..schema import listener_schema, validate
-
         options = dict(definition)
         kind = options.get("kind")
         listener_cls = cls._kind_class(kind, path)
@@ -383,3 +411,29 @@ def _compile_regex(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
         return re.compile(pattern)
     except re.error as exc:
         raise ConfigError(f"bad regex {pattern!r}: {exc}") from None
+
+
+_listener_schemas: dict[type[Listener], dict[str, Any]] = {}
+
+
+def listener_schema(cls: type[Listener]) -> dict[str, Any]:
+    """The whole JSON Schema of one listener kind: the common options plus the kind's own.
+
+    A kind whose ``schema`` is None accepts any further options.
+    """
+    cached = _listener_schemas.get(cls)
+    if cached is not None:
+        return cached
+    own = cls.schema
+    full: dict[str, Any] = {"type": "object"}
+    if own is None:
+        full["properties"] = dict(LISTENER_PROPERTIES)
+        full["additionalProperties"] = True
+        full["required"] = ["kind"]
+    else:
+        full.update({k: v for k, v in own.items() if k not in ("properties", "required")})
+        full["properties"] = {**LISTENER_PROPERTIES, **own.get("properties", {})}
+        full["required"] = ["kind", *own.get("required", [])]
+        full["additionalProperties"] = False
+    _listener_schemas[cls] = full
+    return full
