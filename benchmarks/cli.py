@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -97,8 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output",
         type=Path,
-        default=REPO / "BENCHMARKS.md",
-        help="where to write the report (default: BENCHMARKS.md)",
+        help="where to write the report (default: BENCHMARKS.md; with --baseline, BASELINE.md)",
     )
     parser.add_argument(
         "--no-install",
@@ -112,6 +112,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="do not profile the variants that miss their target",
     )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="also write every check (workload, label, value, op, target) to PATH as JSON",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="compare this tree's checks with those of commit REF (git), running each workload "
+        "alternately for both in fresh interpreters (see benchmarks/baseline.py); writes the "
+        "comparison to --output",
+    )
+    parser.add_argument(
+        "--turns", type=int, default=2, help="runs per tree and workload with --baseline"
+    )
     return parser.parse_args(argv)
 
 
@@ -173,12 +189,38 @@ def run_workload(
     return tables, crashed
 
 
+def write_json(path: Path, tables: Sequence[Table]) -> None:
+    checks = [
+        {"workload": t.name, "label": c.label, "value": c.value, "op": c.op, "target": c.target}
+        for t in tables
+        for c in t.checks
+    ]
+    path.write_text(json.dumps(checks, indent=1))
+
+
+def run_baseline(args: argparse.Namespace) -> int:
+    from . import baseline
+
+    selected = args.only or ["routing", "http", "rabbit"]
+    comparisons = baseline.compare(
+        args.baseline, selected, turns=args.turns, quick=args.quick, log=log
+    )
+    text = baseline.render(args.baseline, comparisons, args.turns)
+    args.output.write_text(text)
+    print(text)
+    return 1 if any(c.worse for c in comparisons) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.output is None:
+        args.output = REPO / ("BASELINE.md" if args.baseline else "BENCHMARKS.md")
     if args.list:
         for name, (_, title, _desc, _limit) in WORKLOADS.items():
             print(f"{name:12} {title}")
         return 0
+    if args.baseline:
+        return run_baseline(args)
     selected = args.only or list(WORKLOADS)
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
     if args.only:
@@ -202,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Written after every workload: a run cut short still leaves its results.
             report = render(tables, facts, command, time.monotonic() - start)
             args.output.write_text(report)
+            if args.json:
+                write_json(args.json, tables)
     finally:
         if legacy is not None:
             legacy.close()

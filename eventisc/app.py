@@ -282,15 +282,16 @@ class App:
         failures: list[tuple[str, BaseException]] | None = None
         for route in routes:
             route.matched()
+            listener = route.listener
             notification = None
             rendering = False
             try:
-                accept = route.listener._accept
+                accept = listener._accept
                 if accept is not None and not accept(name, data):
                     route.filtered(sink)
                     continue
                 rendering = True
-                notification = route.listener.render(name, data)
+                notification = listener.render(name, data)
                 outcome = route.send(notification, start, sink)
             except Exception as exc:  # one listener's failure never stops the others
                 outcome = route.fail(exc, rendering, name, notification, start, sink)

@@ -22,7 +22,7 @@ from .recording import Hooks, Recorder, RecordLayer
 from .retrying import RetryLayer
 from .sender import AsyncSender, Layer, Sender
 from .spooling import SpoolLayer
-from .steps import Capture, Direct, DryRun, Enqueue, Inline, Pipelined, SendStep
+from .steps import Capture, DryRun, Enqueue, Inline, Pipelined, SendStep, direct
 
 if TYPE_CHECKING:
     from ..listeners.base import Listener
@@ -88,7 +88,7 @@ class Deliverer:
         if plan.background:
             return self._background(listener, plan, metrics, recorder)
         if plan.policy.max_attempts == 1 and self.spool is None and not self.hooks:
-            return Wiring(Direct(listener, recorder).send, recorder)
+            return Wiring(direct(listener, recorder), recorder)
         sender = Sender(listener, self._layers(plan, metrics, recorder), recorder)
         return Wiring(Inline(sender, plan.priority).send, recorder, sender)
 

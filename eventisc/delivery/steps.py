@@ -7,7 +7,7 @@ the listener counts as notified, False when it does not and nothing failed (it d
 error of a failure already recorded (logged, counted, spooled). An exception it raises is a
 failure the route records.
 
-- :class:`Direct`: one attempt in the caller's thread, nothing kept (no retries, no spool, no
+- :func:`direct`: one attempt in the caller's thread, nothing kept (no retries, no spool, no
   hooks): the fast path;
 - :class:`Inline`: in the caller's thread, through the route's layers, retrying inline;
 - :class:`Enqueue`: to the background workers (written to the spool first when durable);
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .recording import Recorder
     from .sender import AsyncSender, Sender
 
-__all__ = ["Capture", "Direct", "DryRun", "Enqueue", "Inline", "Pipelined", "SendStep"]
+__all__ = ["Capture", "DryRun", "Enqueue", "Inline", "Pipelined", "SendStep", "direct"]
 
 
 #: The signature of a step's ``send``.
@@ -52,33 +52,30 @@ def notified(delivery: Delivery) -> bool | BaseException:
     return delivery.error
 
 
-class Direct:
-    """One attempt in the caller's thread; a failure propagates to the route."""
-
-    __slots__ = ("listener", "recorder")
-
-    def __init__(self, listener: Listener, recorder: Recorder):
-        self.listener = listener
-        self.recorder = recorder
+def direct(listener: Listener, recorder: Recorder) -> SendStep:
+    """The fast path: one attempt in the caller's thread, nothing kept; a failure propagates
+    to the route. A closure: this runs for every event of most routes."""
+    delivered = recorder.metrics.delivered
 
     def send(
-        self, notification: Notification, start: float, sink: list[Delivery] | None
+        notification: Notification, start: float, sink: list[Delivery] | None
     ) -> bool | BaseException:
-        detail = self.listener.deliver(notification)
-        recorder = self.recorder
+        detail = listener.deliver(notification)
         if detail is False:
             recorder.skipped(notification, "declined by the listener", sink)
             return False
         latency = monotonic() - start
-        recorder.metrics.delivered(latency)
+        delivered(latency)
         if recording_logger.isEnabledFor(logging.DEBUG):
             recorder.log_delivered(notification, detail, latency, 1)
         if sink is not None:
-            delivery = Delivery(self.listener, notification)
+            delivery = Delivery(listener, notification)
             delivery.attempts = 1
             delivery.finish("delivered", None, detail)
             sink.append(delivery)
         return True
+
+    return send
 
 
 class _Kept:
