@@ -29,6 +29,7 @@ from .errors import (
     HTTPStatusError,
     QueueFull,
     Rejected,
+    StaleConnection,
     TemplateError,
     TriggerError,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "Notification",
     "QueueFull",
     "Rejected",
+    "StaleConnection",
     "Report",
     "RetryPolicy",
     "TemplateError",

@@ -8,7 +8,8 @@ or kombu to catch what a delivery raised::
      ├── TemplateError        a template or filter failed for one event (missing key, bad value)
      └── DeliveryError        a notification could not be delivered
           ├── ConnectError    the receiver or broker could not be reached, or the link broke
-          │    └── CircuitOpenError  not tried: the receiver was unreachable a moment ago
+          │    ├── CircuitOpenError  not tried: the receiver was unreachable a moment ago
+          │    └── StaleConnection   a kept connection was found dead: send again, at once
           ├── DeliveryTimeout the receiver or broker did not answer in time
           ├── Rejected        the receiver answered with a refusal (AMQP nack, unroutable)
           │    └── HTTPStatusError   an HTTP status outside ``success_status``
@@ -30,6 +31,7 @@ __all__ = [
     "HTTPStatusError",
     "QueueFull",
     "Rejected",
+    "StaleConnection",
     "TemplateError",
     "TriggerError",
 ]
@@ -118,6 +120,13 @@ class ConnectError(DeliveryError):
 class CircuitOpenError(ConnectError):
     """Not tried: the listener's last attempts could not reach its receiver, and its circuit
     breaker holds background attempts back for a while (see :mod:`eventisc.delivery.breaker`)."""
+
+
+class StaleConnection(ConnectError):
+    """A connection the listener kept (pooled) turned out dead when it was used, and was
+    dropped. Sending again at once, on a fresh connection, is expected to work: the delivery
+    layers do it once, right away, without counting an attempt (a broker that restarted while
+    the connection was idle costs nothing). A second failure is an ordinary failure."""
 
 
 class DeliveryTimeout(DeliveryError):

@@ -15,10 +15,11 @@ has only the layers it needs, and each attempt calls only the hooks those layers
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EventiscError
+from ..errors import EventiscError, StaleConnection
 from .outcomes import FINAL, IN_FLIGHT, Failure, Outcome, RetryAfter, Sent
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
     from ..report import Delivery
     from .recording import Recorder
 
-__all__ = ["Layer", "Sender", "name_listener"]
+__all__ = ["AsyncSender", "Layer", "Sender", "deliver", "name_listener"]
+
+logger = logging.getLogger(__name__)
 
 #: What a layer's ``after`` gets and gives.
 Result = Sent | Failure | RetryAfter | Outcome
@@ -49,11 +52,27 @@ def name_listener(exc: BaseException, listener: Listener) -> BaseException:
     return exc
 
 
+def deliver(listener: Listener, notification: Notification) -> Any:
+    """``listener.deliver(notification)``, sent once more at once when the listener found its
+    kept connection dead (:class:`~eventisc.errors.StaleConnection`)."""
+    try:
+        return listener.deliver(notification)
+    except StaleConnection as exc:
+        return send_again(listener, notification, exc)
+
+
+def send_again(listener: Listener, notification: Notification, stale: StaleConnection) -> Any:
+    """Send once more after ``stale``: the listener dropped the dead connection, the next one
+    is fresh. Not an attempt of its own; a second failure is the attempt's."""
+    logger.info("listener %r: %s; sending again at once", listener.name, stale)
+    return listener.deliver(notification)
+
+
 def _send(listener: Listener, notification: Notification) -> Sent | Failure:
-    """One ``deliver`` call. Its frame holds neither the delivery nor the result: the error's
+    """One attempt. Its frame holds neither the delivery nor the result: the error's
     traceback reaches it, and such a reference would be a cycle."""
     try:
-        return Sent(listener.deliver(notification))
+        return Sent(deliver(listener, notification))
     except Exception as exc:
         return Failure(name_listener(exc, listener))
 

@@ -23,9 +23,11 @@ from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from ..errors import StaleConnection
 from ..report import Delivery
 from .outcomes import RetryAfter
 from .recording import logger as recording_logger
+from .sender import send_again
 
 if TYPE_CHECKING:
     from ..listeners.base import Listener
@@ -60,7 +62,10 @@ def direct(listener: Listener, recorder: Recorder) -> SendStep:
     def send(
         notification: Notification, start: float, sink: list[Delivery] | None
     ) -> bool | BaseException:
-        detail = listener.deliver(notification)
+        try:
+            detail = listener.deliver(notification)
+        except StaleConnection as exc:  # a kept connection was dead: once more, at once
+            detail = send_again(listener, notification, exc)
         if detail is False:
             recorder.skipped(notification, "declined by the listener", sink)
             return False
