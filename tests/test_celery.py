@@ -327,7 +327,7 @@ def test_current_app_without_a_broker_warns_once(caplog, monkeypatch):
     thread.start()
     thread.join()
     assert apps[0].main == "default"
-    warnings = [r for r in caplog.records if r.name == "eventisc.listeners.celery"]
+    warnings = [r for r in caplog.records if r.name == "eventisc.listeners.celery.listener"]
     assert len(warnings) == 1 and "set_default()" in warnings[0].getMessage()
 
 

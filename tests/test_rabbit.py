@@ -30,8 +30,8 @@ from eventisc.errors import (
     TemplateError,
     TriggerError,
 )
-from eventisc.listeners import rabbit
 from eventisc.listeners.rabbit import ConfirmTimeout, RabbitListener, mask_url, translate_error
+from eventisc.listeners.rabbit import listener as rabbit_listener
 from eventisc.pool import PoolTimeout
 
 from .amqp import Broker, rabbit_relay, relay_url
@@ -667,7 +667,7 @@ def test_a_connection_cut_while_idle_is_replaced_by_the_retry(
     broker: Broker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, confirm: bool
 ) -> None:
     # No probe before reuse: the publish itself finds the connection dead, then retries once.
-    monkeypatch.setattr(rabbit, "PROBE_AFTER", 3600.0)
+    monkeypatch.setattr(rabbit_listener, "PROBE_AFTER", 3600.0)
     queue = broker.name()
     relay = rabbit_relay()
     app = make_app(relay_url(relay), queue_kwargs={"queue": {"queue": queue}}, confirm=confirm)
@@ -730,7 +730,7 @@ def test_heartbeat_keeps_an_idle_connection_alive(broker: Broker) -> None:
 def test_without_heartbeats_the_broker_drops_it_and_the_retry_delivers(
     broker: Broker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(rabbit, "PROBE_AFTER", 3600.0)  # let the publish find out
+    monkeypatch.setattr(rabbit_listener, "PROBE_AFTER", 3600.0)  # let the publish find out
     queue = broker.name()
     with make_app(broker.url + "?heartbeat=2", queue_kwargs={"queue": {"queue": queue}}) as app:
         assert app.trigger("user_created", {"n": 1}) == 1

@@ -20,8 +20,8 @@ import pika
 import pytest
 
 from eventisc.errors import ConfigError, ConnectError, DeliveryTimeout, Rejected
-from eventisc.listeners import _rabbit_session
 from eventisc.listeners.rabbit import RabbitListener
+from eventisc.listeners.rabbit import session as rabbit_session
 
 from .amqp import Broker, rabbit_relay, relay_url
 from .faults import FaultRelay, free_port
@@ -130,13 +130,13 @@ def test_twenty_thousand_messages_are_confirmed_once_each_by_multiple_acks(
 ) -> None:
     # Count the broker's ack frames (our own hook, not pika's) to see `multiple` in use.
     frames = {"multiple": 0, "single": 0}
-    on_confirm = _rabbit_session.Session._on_confirm
+    on_confirm = rabbit_session.Session._on_confirm
 
     def counting(self: Any, frame: Any) -> None:
         frames["multiple" if frame.method.multiple else "single"] += 1
         on_confirm(self, frame)
 
-    monkeypatch.setattr(_rabbit_session.Session, "_on_confirm", counting)
+    monkeypatch.setattr(rabbit_session.Session, "_on_confirm", counting)
     queue = broker.name()
     lst = listener(broker.url, queue_kwargs={"queue": {"queue": queue}})
     n = 20_000

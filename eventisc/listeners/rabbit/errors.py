@@ -1,10 +1,11 @@
-"""Translating pika's errors for the ``rabbit`` kind into eventisc's.
+"""Translating the ``rabbit`` kind's driver errors (pika, sockets, TLS, the pool) into eventisc's.
 
 :func:`translate_error` first unwraps the envelopes of pika's connection workflow (a failed
 workflow carries the error of its last attempt, a failed phase the error of that phase), then
 looks the error up in :data:`_TRANSLATIONS`. What is transient (``ConnectError``,
 ``DeliveryTimeout``: the retry policy retries it, the circuit breaker counts it) and what is
-not is decided there, class by class.
+not is decided there, class by class. :class:`ConfirmTimeout`, the pika-level error the kind
+raises itself when a confirm does not come in time, is defined here for the table to name it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from typing import Any
 import pika.adapters.utils.connection_workflow as cw
 import pika.exceptions as pe
 
-from ..errors import ConnectError, DeliveryError, DeliveryTimeout, Rejected
-from ..pool import PoolTimeout
-from ._rabbit_connection import ConfirmTimeout
+from ...errors import ConnectError, DeliveryError, DeliveryTimeout, Rejected
+from ...pool import PoolTimeout
 
-__all__ = ["translate_error"]
+__all__ = ["ConfirmTimeout", "clone_error", "translate_error"]
+
+
+class ConfirmTimeout(pe.AMQPConnectionError):
+    """No publisher confirm came within the listener's ``timeout``; the connection was closed."""
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,15 @@ class _Where:
 
 
 def translate_error(
-    exc: BaseException, target: str, *, timeout: float | None = None, doing: str = "publish"
+    exc: BaseException,
+    where: str,
+    *,
+    timeout: float | tuple[float, float] | None = None,
+    doing: str = "publish",
 ) -> DeliveryError:
-    """Map a pika (or pool) exception to the eventisc error for it; ``target`` is host:port.
+    """Map a pika (or pool) exception to the eventisc error for it; ``where`` is the broker's
+    host:port, ``doing`` what was being done ("publish", "declare queue 'q'"), ``timeout``
+    the seconds it was given (of a (connect, read) pair, the longer one).
 
     ConnectError: connecting failed (refused, unreachable, the TCP, TLS or AMQP handshake did
     not complete in time) or the connection/channel died. DeliveryTimeout: no free pooled
@@ -49,13 +59,21 @@ def translate_error(
     unexpected error). The caller chains it: ``raise translate_error(exc, ...) from exc``.
     """
     inner = _unwrap(exc)
+    if isinstance(timeout, tuple):
+        timeout = max(timeout)
     limit = f" within {timeout:g}s" if timeout is not None else " in time"
-    where = _Where(f"RabbitMQ at {target}", target, limit, doing, inner is not exc)
-    exc = inner
+    w = _Where(f"RabbitMQ at {where}", where, limit, doing, inner is not exc)
     for classes, make in _TRANSLATIONS:
-        if isinstance(exc, classes):
-            return make(exc, where)
-    return _other(exc, where)
+        if isinstance(inner, classes):
+            return make(inner, w)
+    return _other(inner, w)
+
+
+def clone_error(error: DeliveryError, listener: str | None, suffix: str = "") -> DeliveryError:
+    """A new error like ``error`` for one message (errors are raised and chained per message)."""
+    copy = type(error)(error.message + suffix, listener)
+    copy.__cause__ = error.__cause__
+    return copy
 
 
 def _unwrap(exc: BaseException) -> BaseException:

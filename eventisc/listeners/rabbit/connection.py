@@ -1,4 +1,5 @@
-"""One pooled RabbitMQ connection, and how the ``rabbit`` kind bounds pika's waits.
+"""The ``rabbit`` kind's pooled connections (synchronous delivery), and how pika's waits on
+them are bounded.
 
 A ``BlockingConnection`` waits for a publisher confirm (or a close) without limit; the wait is
 bounded by a timer on the connection's I/O loop that tears the connection down after
@@ -12,19 +13,16 @@ from typing import Any
 
 import pika.exceptions as pe
 
+from .errors import ConfirmTimeout
+
 __all__ = [
-    "ConfirmTimeout",
     "PooledConnection",
     "breaks_connection",
     "close_connection",
     "connection_died",
 ]
 
-logger = logging.getLogger("eventisc.listeners.rabbit")
-
-
-class ConfirmTimeout(pe.AMQPConnectionError):
-    """No publisher confirm came within the listener's ``timeout``; the connection was closed."""
+logger = logging.getLogger(__name__)
 
 
 class PooledConnection:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import celery
 
-from .._fork import register
+from ..._fork import register
 
 __all__ = ["app_config", "own_apps", "publish_options"]
 

@@ -1,10 +1,15 @@
-"""The I/O thread of a :class:`~eventisc.listeners._rabbit_pipeline.PipelinedPublisher`.
+"""The I/O thread of the ``rabbit`` kind's pipelined publisher (:mod:`.publisher`).
 
 One :class:`Session` is one ``SelectConnection`` and its confirm-mode channel, run by a daemon
-thread: it publishes what the publisher's deque holds while the window allows, joins each
-batch's frames before sending them (pika sends each frame with its own ``send()``, which
-releases the GIL three times per message), resolves messages as acks, nacks and returns arrive,
-and fails what it holds when the connection or channel is lost.
+thread: it publishes what its publisher hands it while the window allows, joins each batch's
+frames before sending them (pika sends each frame with its own ``send()``, which releases the
+GIL three times per message), resolves messages as acks, nacks and returns arrive, and fails
+what it holds when the connection or channel is lost.
+
+What a session needs of its publisher is the :class:`Publisher` protocol: its settings, two
+flags it reads without the lock, and four calls (:meth:`~Publisher.connected`,
+:meth:`~Publisher.take_batch`, :meth:`~Publisher.put_back`, :meth:`~Publisher.ended`) through
+which the publisher keeps its queue and state to itself.
 """
 
 from __future__ import annotations
@@ -14,41 +19,25 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Protocol
 
 import pika
 import pika.exceptions as pe
 from pika.adapters.blocking_connection import ReturnedMessage
 
-from ..errors import ConnectError, DeliveryError, DeliveryTimeout
-from ._rabbit_connection import ConfirmTimeout
-from ._rabbit_errors import translate_error
+from ...errors import ConnectError, DeliveryError, DeliveryTimeout
+from .errors import ConfirmTimeout, clone_error, translate_error
 
-if TYPE_CHECKING:
-    from ._rabbit_pipeline import PipelinedPublisher
+__all__ = ["Done", "Message", "Publisher", "Session", "call_done"]
 
-__all__ = [
-    "CONNECTING",
-    "IDLE",
-    "OPEN",
-    "Done",
-    "Message",
-    "Session",
-    "call_done",
-    "clone_error",
-]
-
-logger = logging.getLogger("eventisc.listeners.rabbit")
+logger = logging.getLogger(__name__)
 
 #: ``done(detail, error)``: detail is "confirmed" and error None, or detail None and an error.
 Done = Callable[[Any, Any], None]
 
 #: A batch's frames are joined into chunks of about this many bytes before they are sent.
 COALESCE_BYTES = 256 * 1024
-
-#: A publisher's connection states.
-IDLE, CONNECTING, OPEN = "idle", "connecting", "open"
 
 Message = tuple[str, str, Any, Any, bool, Done]  # exchange, key, body, properties, mandatory
 _ACK = pika.spec.Basic.Ack
@@ -63,17 +52,65 @@ def call_done(done: Done, detail: Any, error: Any) -> None:
         logger.exception("a RabbitMQ delivery callback raised")
 
 
-def clone_error(error: DeliveryError, listener: str | None, suffix: str = "") -> DeliveryError:
-    """A new error like ``error`` for one message (errors are raised and chained per message)."""
-    copy = type(error)(error.message + suffix, listener)
-    copy.__cause__ = error.__cause__
-    return copy
+class Publisher(Protocol):
+    """What a :class:`Session` needs of the publisher it works for.
+
+    The session reads the settings and flags without a lock, and makes the calls on its I/O
+    thread; the publisher takes its own lock in each call.
+    """
+
+    #: pika connection parameters.
+    parameters: Any
+    #: host:port, for messages.
+    target: str
+    #: Seconds for a confirm and for each setup step.
+    timeout: float
+    #: The exchange, queue and bind arguments declared on each connect (or None).
+    declarations: tuple[Any, Any, Any]
+    #: Messages that may await their confirm at once.
+    max_in_flight: int
+    #: The session is to look at the queue when the next confirm comes (set under the lock).
+    drain_due: bool
+    #: The publisher is closing: the session reports when nothing is left to confirm.
+    closing: bool
+
+    @property
+    def listener(self) -> str | None:
+        """The listener name errors carry."""
+        ...
+
+    def connected(self, session: Session) -> None:
+        """``session`` is set up: messages may be published on it."""
+        ...
+
+    def take_batch(self, session: Session, room: int, idle: bool) -> Collection[Message] | None:
+        """The waiting messages ``session`` may publish now, ``room`` at most, in order; None
+        or empty when none (or when ``session`` is no longer the publisher's). ``idle``:
+        nothing is in flight; a closing publisher with nothing left sets ``session.flushed``.
+        """
+        ...
+
+    def put_back(self, messages: Sequence[Message]) -> None:
+        """Return taken messages, unsent, to the front of the queue, in their order."""
+        ...
+
+    def ended(
+        self, session: Session, error: DeliveryError, connect_failed: bool
+    ) -> Collection[Message]:
+        """``session``'s connection is gone (``connect_failed``: it was never set up), for
+        ``error``; return the messages that were waiting for it, now the session's to fail."""
+        ...
 
 
 class Session:
-    """One connection and its I/O thread; everything below runs on that thread."""
+    """One connection and its I/O thread, working for one :class:`Publisher`.
 
-    def __init__(self, publisher: PipelinedPublisher):
+    Its publisher calls :meth:`start`, :meth:`wake` and :meth:`close` from any thread, and
+    reads ``ident`` (the I/O thread's), ``ready`` (publishing) and sets ``flushed`` (nothing
+    left to confirm while closing) under its lock. Everything else runs on the I/O thread.
+    """
+
+    def __init__(self, publisher: Publisher):
         self.pub = publisher
         self.conn: Any = None
         self.channel: Any = None
@@ -97,6 +134,7 @@ class Session:
     # -- any thread ------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start connecting, on a new daemon I/O thread (raises what pika raises at once)."""
         self.conn = pika.SelectConnection(
             self.pub.parameters,
             on_open_callback=self._on_open,
@@ -110,9 +148,12 @@ class Session:
         self.thread.start()
 
     def wake(self) -> None:
+        """Have the I/O thread look at the publisher's queue."""
         self.ioloop.add_callback_threadsafe(self._drain)
 
     def close(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the confirms owed, then close the connection and end
+        the I/O thread (what is still unconfirmed fails)."""
         if self.ident == threading.get_ident():
             timeout = 0.0  # called back on the I/O thread: waiting there would wait for nothing
         deadline = time.monotonic() + timeout
@@ -184,11 +225,7 @@ class Session:
         self.timer = None
         self.doing = "publish"
         self.ready = self.opened = True
-        pub = self.pub
-        with pub._lock:
-            pub._state = OPEN
-            pub._failures = 0
-            pub._drain_due = True
+        self.pub.connected(self)
         self._drain()
 
     def _setup_timed_out(self) -> None:
@@ -202,33 +239,15 @@ class Session:
 
     def _drain(self) -> None:
         """Publish what waits in the queue, as far as the window of unconfirmed ones allows."""
-        pub = self.pub
         if self.finished:
             return
         inflight = self.inflight
-        room = pub.max_in_flight - len(inflight)
-        with pub._lock:
-            if pub._session is not self:
-                return
-            queue = pub._queue
-            n = len(queue)
-            batch: Any = None
-            if not self.ready or n == 0 or room <= 0:
-                pub._drain_due = self.ready and n > 0  # an ack will drain, or _on_ready
-            elif n <= room:
-                batch, pub._queue = queue, deque()
-                pub._drain_due = False
-            else:
-                batch = [queue.popleft() for _ in range(room)]
-                pub._drain_due = True  # the window is full now: the next ack drains
-            if pub._waiting and batch:
-                pub._not_full.notify_all()
-            if pub._closing and not inflight and not pub._queue and not batch:
-                self.flushed.set()
+        pub = self.pub
+        batch = pub.take_batch(self, pub.max_in_flight - len(inflight), not inflight)
         if batch:
             self._send(batch)
 
-    def _send(self, batch: Any) -> None:
+    def _send(self, batch: Collection[Message]) -> None:
         publish = self.channel.basic_publish
         inflight = self.inflight
         now = time.monotonic()
@@ -247,8 +266,7 @@ class Session:
                     call_done(m[5], None, error)
                     continue
                 # The connection is going away: the rest waits, and fails with what is queued.
-                with self.pub._lock:
-                    self.pub._queue.extendleft(reversed(list(batch)[i:]))
+                self.pub.put_back(list(batch)[i:])
                 break
             inflight.append(m)
         if buffers is not None:
@@ -286,29 +304,19 @@ class Session:
         inflight = self.inflight
         first = self.first_tag
         tag = method.delivery_tag
-        ack = type(method) is _ACK
-        if method.multiple or tag == first:
+        if type(method) is not _ACK or self.returns or not (method.multiple or tag == first):
+            first = self._settle(method, first)  # a nack, a return pending, or out of order
+        else:  # the common case, kept lean: acks of the oldest messages in flight
             count = min(tag - first + 1, len(inflight))
             popleft = inflight.popleft
-            if ack and not self.returns:  # the common case, kept lean
-                for _ in range(count):
-                    m = popleft()
-                    if m is not None:
-                        try:
-                            m[5]("confirmed", None)
-                        except Exception:
-                            logger.exception("a RabbitMQ delivery callback raised")
-            else:
-                for k in range(count):
-                    m = popleft()
-                    if m is not None:
-                        self._resolve(m, first + k, ack)
+            for _ in range(count):
+                m = popleft()
+                if m is not None:
+                    try:
+                        m[5]("confirmed", None)
+                    except Exception:
+                        logger.exception("a RabbitMQ delivery callback raised")
             first += max(count, 0)
-        elif 0 < tag - first < len(inflight):  # out of order: resolve it where it is
-            m = inflight[tag - first]
-            inflight[tag - first] = None
-            if m is not None:
-                self._resolve(m, tag, ack)
         while inflight and inflight[0] is None:
             inflight.popleft()
             first += 1
@@ -319,8 +327,30 @@ class Session:
         if not inflight and self.returns:
             self.returns.clear()
         pub = self.pub
-        if pub._drain_due or pub._closing:
+        if pub.drain_due or pub.closing:
             self._drain()
+
+    def _settle(self, method: Any, first: int) -> int:
+        """Resolve what a confirm other than a plain in-order ack covers (a nack, an ack while
+        returns are pending, one out of order); return the tag of the oldest left in flight
+        (``first`` unless it resolved from the start)."""
+        inflight = self.inflight
+        tag = method.delivery_tag
+        ack = type(method) is _ACK
+        if method.multiple or tag == first:
+            count = min(tag - first + 1, len(inflight))
+            popleft = inflight.popleft
+            for k in range(count):
+                m = popleft()
+                if m is not None:
+                    self._resolve(m, first + k, ack)
+            return first + max(count, 0)
+        if 0 < tag - first < len(inflight):  # out of order: resolve it where it is
+            m = inflight[tag - first]
+            inflight[tag - first] = None
+            if m is not None:
+                self._resolve(m, tag, ack)
+        return first
 
     def _resolve(self, m: Message, tag: int, ack: bool) -> None:
         pub = self.pub
@@ -420,7 +450,7 @@ class Session:
 
     def _error(self, reason: BaseException, connect_failed: bool) -> DeliveryError:
         pub = self.pub
-        if self.by_us and pub._closing:
+        if self.by_us and pub.closing:
             return ConnectError(
                 f"the publisher to RabbitMQ at {pub.target} was closed before the broker "
                 "confirmed this message"
@@ -451,16 +481,7 @@ class Session:
             self.timer = None
         pub = self.pub
         error = self._error(reason, connect_failed)
-        queued: Any = ()
-        with pub._lock:
-            if pub._session is self:
-                pub._session = None
-                pub._state = IDLE
-                queued, pub._queue = pub._queue, deque()
-                pub._drain_due = False
-                if connect_failed and not pub._closing:
-                    pub._went_down(error)
-                pub._not_full.notify_all()
+        queued = pub.ended(self, error, connect_failed)
         lost = sum(m is not None for m in self.inflight)
         if lost or queued:
             logger.warning(

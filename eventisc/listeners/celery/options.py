@@ -1,11 +1,12 @@
-"""Checking the ``celery`` kind's options at load, and its task arguments at render."""
+"""The ``celery`` kind's options: their JSON Schema (:data:`CELERY_SCHEMA`), the checks run on
+them at load, and the check of the rendered task arguments per event."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError, TemplateError
+from ...errors import ConfigError, TemplateError
 
 __all__ = [
     "CELERY_SCHEMA",
@@ -46,15 +47,31 @@ _SEND_TASK_KWARGS_SCHEMA: dict[str, Any] = {
             "type": ["number", "string"],
             "description": "Seconds, or an ISO 8601 time, after which the task is dropped.",
         },
-        "priority": {"type": "integer", "minimum": 0, "maximum": 255},
+        "priority": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 255,
+            "description": "Message priority (0-255; the queue must support priorities).",
+        },
         "headers": {"type": "object", "description": "Extra message headers."},
         "serializer": {"type": "string", "description": "json (default), pickle, yaml..."},
-        "compression": {"type": "string"},
-        "exchange": {"type": "string"},
-        "routing_key": {"type": "string"},
-        "ignore_result": {"type": "boolean"},
-        "time_limit": {"type": "number", "exclusiveMinimum": 0},
-        "soft_time_limit": {"type": "number", "exclusiveMinimum": 0},
+        "compression": {"type": "string", "description": "zlib, bzip2... (default: none)."},
+        "exchange": {"type": "string", "description": "Exchange to send to (overrides routing)."},
+        "routing_key": {"type": "string", "description": "Routing key (overrides routing)."},
+        "ignore_result": {
+            "type": "boolean",
+            "description": "Do not store the task's result (its return value).",
+        },
+        "time_limit": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Seconds the worker lets the task run before it kills it.",
+        },
+        "soft_time_limit": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Seconds after which the task gets a SoftTimeLimitExceeded.",
+        },
     },
 }
 

@@ -1,4 +1,5 @@
-"""Checking the ``http`` kind's options at load, and encoding its values at render."""
+"""The ``http`` kind's options: their JSON Schema (:data:`HTTP_SCHEMA`), the checks run on them
+at load, and the encoding of their rendered values (url, query, form body, headers) per event."""
 
 from __future__ import annotations
 
@@ -12,13 +13,22 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from ..errors import ConfigError, TemplateError
-from ..settings import count_option, seconds_option
-from ..template import has_fields, split_fields
-from .base import mask_url
+from ...errors import ConfigError, TemplateError
+from ...settings import count_option, seconds_option
+from ...template import has_fields, split_fields
+from ..base import mask_url
 
 __all__ = [
+    "ALIASES",
+    "CREDENTIAL_HEADERS",
+    "CREDENTIAL_OPTIONS",
+    "DEADLINE_READS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT",
+    "HTTP_SCHEMA",
+    "MAX_REDIRECTS",
     "MAX_SECONDS",
+    "METHODS",
     "PASSED",
     "check_header_name",
     "check_url",
@@ -33,8 +43,21 @@ __all__ = [
     "parse_timeout",
     "requests_options",
     "set_header",
+    "take_alias",
     "url_problem",
 ]
+
+#: Seconds to wait to connect and for each read when no ``timeout`` is configured.
+DEFAULT_TIMEOUT = 10.0
+#: Without a ``deadline``, an attempt may take this many read timeouts (and at least the
+#: connect timeout plus one read timeout).
+DEADLINE_READS = 3
+#: Bytes of a response body read at most when no ``max_response_bytes`` is configured.
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+#: Redirects one attempt follows at most (requests' 30 lets a loop hold a worker for long).
+MAX_REDIRECTS = 5
+#: The methods a listener may send.
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 #: requests_kwargs the listener controls itself, with what to write instead.
 _CONTROLLED = {
@@ -50,6 +73,10 @@ _CONTROLLED = {
 PASSED = ("headers", "auth", "verify", "cert", "proxies", "cookies")
 #: requests_kwargs that are another name for a listener option (the listener reads them).
 ALIASES = {"timeout": "timeout", "allow_redirects": "follow_redirects"}
+#: Headers that carry credentials: not sent on to another origin after a redirect.
+CREDENTIAL_HEADERS = ("Authorization", "Cookie")
+#: requests_kwargs that carry credentials (the same).
+CREDENTIAL_OPTIONS = ("auth", "cookies")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 #: Never valid in a URL. urllib.parse drops tabs and line breaks without a word and requests
 #: percent-encodes the rest: a value holding one is an error to report, not to repair.
@@ -65,6 +92,146 @@ _BREAK = re.compile(r"[\r\n\x00]")
 #: The longest duration accepted, a day: a longer one is a mistake (milliseconds?), and a far
 #: longer one overflows the socket layer (an OverflowError on every event).
 MAX_SECONDS = 86400.0
+
+_SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS}
+_MAPPING = {"type": "object"}
+
+#: JSON Schema of the http kind's own options.
+HTTP_SCHEMA: dict[str, Any] = {
+    "properties": {
+        "url": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Templated http(s) URL. `{query_string}` inserts the encoded "
+            "query_kwargs; without it they are appended after `?` (or `&`). Checked at load "
+            "as far as it is constant (host, port 1-65535, IPv6 in brackets, no control "
+            "characters), after rendering otherwise.",
+        },
+        "method": {
+            "type": "string",
+            "description": "HTTP method, any case: " + ", ".join(METHODS) + " (default POST).",
+        },
+        "query_kwargs": {
+            **_MAPPING,
+            "description": "Templated query parameters (lists repeat the key; null omits it).",
+        },
+        "data": {
+            "description": "Templated body, encoded as `request_format`; absent or null sends "
+            "no body.",
+        },
+        "request_format": {
+            "enum": ["json", "form"],
+            "description": "json (default): data as JSON; form: data (a mapping of text, "
+            "numbers, booleans or lists of them) as application/x-www-form-urlencoded.",
+        },
+        "headers": {
+            **_MAPPING,
+            "description": "Templated headers, merged over requests_kwargs.headers; a value "
+            "rendering to null omits the header.",
+        },
+        "timeout": {
+            "oneOf": [
+                _SECONDS,
+                {"type": "array", "items": _SECONDS, "minItems": 2, "maxItems": 2},
+            ],
+            "description": "Seconds to connect and to wait for each read, or [connect, read] "
+            f"(default {DEFAULT_TIMEOUT:g}; at most {MAX_SECONDS:g}). A receiver that keeps "
+            "sending slowly is stopped by `deadline`.",
+        },
+        "deadline": {
+            **_SECONDS,
+            "description": "Seconds one attempt may take in all: connecting, sending, the "
+            "status, headers and body of the answer, and any redirects. Exceeding it is a "
+            f"DeliveryTimeout (transient). Default: {DEADLINE_READS} times the read timeout, "
+            f"and at least connect + read timeout ({DEADLINE_READS * DEFAULT_TIMEOUT:g} s with "
+            "the default timeout). DNS lookups count but cannot be cut short.",
+        },
+        "max_response_bytes": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Bytes of a response body read at most (default "
+            f"{DEFAULT_MAX_RESPONSE_BYTES} = 1 MiB). A longer body is not read: the "
+            "connection is dropped and the status still decides.",
+        },
+        "follow_redirects": {
+            "type": "boolean",
+            "description": "Follow redirects (301, 302, 307, 308; 303 only for GET and HEAD), "
+            f"at most {MAX_REDIRECTS}, keeping the method and body, and sending credentials "
+            "(Authorization, Cookie, auth, cookies) only to the url's own origin. Default: "
+            "true for GET and HEAD, false for other methods. A redirect not followed is an "
+            "HTTPStatusError naming its Location, not retried.",
+        },
+        "success_status": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "oneOf": [
+                    {"type": "integer", "minimum": 100, "maximum": 599},
+                    {"type": "string", "pattern": "^[1-5][xX][xX]$"},
+                ]
+            },
+            "description": 'Statuses counted as delivered: codes and classes like "2xx" '
+            '(default ["2xx"]).',
+        },
+        "requests_kwargs": {
+            **_MAPPING,
+            "description": "Passed to requests: " + ", ".join(PASSED) + "; and timeout, "
+            "allow_redirects (other names for the listener's options). auth and cert may be "
+            "YAML lists. Checked at load.",
+            "properties": {
+                "headers": {**_MAPPING, "description": "Constant headers of every request."},
+                "auth": {
+                    "type": "array",
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "description": "[user, password] for HTTP Basic auth.",
+                },
+                "verify": {
+                    "type": ["boolean", "string"],
+                    "description": "Check TLS certificates (default true) or a CA bundle path.",
+                },
+                "cert": {
+                    "type": ["string", "array"],
+                    "description": "Client certificate file, or [cert, key] files.",
+                },
+                "allow_redirects": {
+                    "type": "boolean",
+                    "description": "Same as the listener's `follow_redirects` (give only one "
+                    "of them).",
+                },
+                "proxies": {
+                    **_MAPPING,
+                    "description": "Proxy URL per scheme (http, https; socks5:// needs "
+                    "requests[socks]), and no_proxy.",
+                },
+                "cookies": {
+                    **_MAPPING,
+                    "description": "Cookies (name: text) sent with every request to the "
+                    "url's origin.",
+                },
+                "timeout": {
+                    "description": "Same as the listener's `timeout` (give only one of them)."
+                },
+            },
+        },
+    },
+    "required": ["url"],
+}
+
+
+def take_alias(options: dict[str, Any], key: str, value: Any) -> tuple[Any, str]:
+    """The listener option that ``requests_kwargs[key]`` is another name for: ``value``, or
+    the requests option (taken out of ``options``); with the config path it came from, ""
+    when neither was given. Giving both is a :class:`ConfigError`."""
+    name = ALIASES[key]
+    if key not in options:
+        return value, name if value is not None else ""
+    if value is not None:
+        raise ConfigError(
+            f"give the {name} once: either `{name}` or `requests_kwargs.{key}`",
+            f"requests_kwargs.{key}",
+        )
+    return options.pop(key), f"requests_kwargs.{key}"
 
 
 def check_header_name(name: Any, path: str) -> None:

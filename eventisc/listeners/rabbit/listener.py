@@ -1,4 +1,5 @@
-"""The ``rabbit`` kind: publish one RabbitMQ message per event with pika 1.x.
+"""The ``rabbit`` kind's listener: its options, the message it renders for an event, and the
+publishing of that message with pika 1.x.
 
 Connections come from eventisc's own :class:`~eventisc.pool.QueuedPool` (pika-pool's
 semantics). Each pooled connection has one channel, in publisher-confirm mode by default, and
@@ -9,8 +10,7 @@ published once more on a fresh connection before the delivery counts as failed.
 
 Background delivery (:meth:`RabbitListener.deliver_async`) with confirms does not use the pool:
 it pipelines messages over one connection, many confirms in flight at once
-(:mod:`eventisc.listeners._rabbit_pipeline`). How a publish is bounded:
-:mod:`eventisc.listeners._rabbit_connection`.
+(:mod:`.publisher`). How a publish is bounded: :mod:`.connection`.
 """
 
 from __future__ import annotations
@@ -19,52 +19,36 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ..encoding import check_text, encode
-from ..errors import (
-    ConfigError,
-    DeliveryError,
-    TemplateError,
-)
-from ..notification import Notification
-from ..pool import QueuedPool
-from ..settings import count_option, seconds_option
-from ..template import compile_template
-from .base import Listener, mask_url, missing_driver
+import pika
 
-try:
-    import pika
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise missing_driver("rabbit", "pika", "rabbit") from exc
-
-# These need pika.
-from ._rabbit_connection import (  # noqa: E402
-    ConfirmTimeout,
-    PooledConnection,
-    breaks_connection,
-    close_connection,
-    connection_died,
-)
-from ._rabbit_errors import translate_error  # noqa: E402
-from ._rabbit_options import (  # noqa: E402
+from ...encoding import check_text, encode
+from ...errors import ConfigError, DeliveryError, TemplateError
+from ...notification import Notification
+from ...pool import QueuedPool
+from ...settings import count_option, seconds_option
+from ...template import compile_template
+from ..base import Listener
+from .connection import PooledConnection, breaks_connection, close_connection, connection_died
+from .errors import translate_error
+from .options import (
     DEFAULT_PROPERTIES,
-    PROPERTY_TYPES,
     RABBIT_SCHEMA,
     check_properties,
+    check_property_names,
+    check_publish_kwargs,
     check_target,
     declarations,
 )
-from ._rabbit_pipeline import Done, PipelinedPublisher, call_done  # noqa: E402
-from ._rabbit_url import connection_parameters, shown_url  # noqa: E402
+from .publisher import Done, PipelinedPublisher, call_done
+from .url import connection_parameters, shown_url
 
-__all__ = ["ConfirmTimeout", "RabbitListener", "mask_url", "translate_error"]
+__all__ = ["RabbitListener"]
 
-logger = logging.getLogger("eventisc.listeners.rabbit")
+logger = logging.getLogger(__name__)
 
 #: A pooled connection idle for this many seconds is probed (one non-blocking read) before it
 #: is lent again, so one the broker closed meanwhile is replaced instead of failing a publish.
 PROBE_AFTER = 1.0
-
-_PUBLISH_KEYS = ("exchange", "routing_key", "mandatory")
 _EVENT_DATA = "the event data (set `body` to choose what to send)"
 
 
@@ -106,8 +90,8 @@ class RabbitListener(Listener):
         self.queue_kwargs: dict[str, Any] = dict(queue_kwargs or {})
         self.target = f"{self._parameters.host}:{self._parameters.port}"
         self._exchange, self._queue, self._bind = declarations(self.queue_kwargs)
-        self.publish_kwargs, self.mandatory = self._publish_options(
-            dict(publish_kwargs or {}), mandatory
+        self.publish_kwargs, self.mandatory = check_publish_kwargs(
+            dict(publish_kwargs or {}), mandatory, confirm, self._queue
         )
         self._publish = self.template(self.publish_kwargs, "publish_kwargs")
         #: (exchange, routing_key) when they do not depend on the event: rendered once.
@@ -139,43 +123,10 @@ class RabbitListener(Listener):
             listener=self,
         ) if self.pipeline and confirm else None  # fmt: skip
 
-    def _publish_options(
-        self, publish: dict[str, Any], mandatory: bool
-    ) -> tuple[dict[str, Any], bool]:
-        """Check ``publish_kwargs``; return them with the default exchange and routing key
-        filled in, and whether messages are mandatory."""
-        unknown = sorted(set(publish) - set(_PUBLISH_KEYS))
-        if unknown:
-            hint = " (the body is the `body` option)" if "body" in unknown else ""
-            hint += " (use the `properties` option)" if "properties" in unknown else ""
-            raise ConfigError(
-                f"unknown keys {unknown}: use {', '.join(_PUBLISH_KEYS)}{hint}", "publish_kwargs"
-            )
-        mandatory = bool(publish.pop("mandatory", mandatory))
-        if mandatory and not self.confirm:
-            raise ConfigError(
-                "mandatory needs confirm: true (without publisher confirms an unroutable "
-                "message is returned after basic_publish has already succeeded)",
-                "mandatory",
-            )
-        publish.setdefault("exchange", "")
-        if "routing_key" not in publish:
-            if self._queue is None and not publish["exchange"]:
-                raise ConfigError(
-                    "give publish_kwargs.routing_key, or declare a queue in queue_kwargs.queue "
-                    "(its name is the default routing key)",
-                    "publish_kwargs",
-                )
-            publish["routing_key"] = self._queue["queue"] if self._queue else ""
-        return publish, mandatory
-
     def _set_properties(self, properties: Mapping[str, Any] | None) -> None:
         """Compile the message properties; check and build constant ones once, now."""
         props = {**DEFAULT_PROPERTIES, **(properties or {})}
-        bad = sorted(set(props) - set(PROPERTY_TYPES))
-        if bad:
-            known = ", ".join(PROPERTY_TYPES)
-            raise ConfigError(f"unknown message properties {bad}; known: {known}", "properties")
+        check_property_names(props)
         self._properties = self.template(props, "properties")
         self._static_properties: dict[str, Any] | None = None
         self._static_basic_properties: Any = None

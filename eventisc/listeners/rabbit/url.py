@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import pika
 
-from ..errors import ConfigError
-from .base import mask_url
+from ...errors import ConfigError
+from ..base import mask_url
 
 __all__ = ["connection_parameters", "shown_url"]
 

@@ -1,10 +1,11 @@
-"""A pipelined RabbitMQ publisher: many publisher confirms in flight on one connection.
+"""The ``rabbit`` kind's pipelined publisher: many publisher confirms in flight on one
+connection, for background delivery.
 
 Waiting for each confirm before the next publish (``BlockingConnection``) caps a listener at a
 few thousand messages per second, and more threads do not help. :class:`PipelinedPublisher`
 keeps up to ``max_in_flight`` messages unconfirmed on one connection that a daemon thread owns
-(pika's ``SelectConnection``), and resolves each message when its ack, nack or basic.return
-arrives.
+(pika's ``SelectConnection``, see :mod:`.session`), and resolves each message when its ack,
+nack or basic.return arrives.
 
 How a message travels: :meth:`PipelinedPublisher.publish` appends it to a deque, and wakes the
 I/O thread only when the thread is not already due to look at the deque (one wake-up per batch,
@@ -27,30 +28,25 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from .._fork import register
-from ..errors import ConnectError, DeliveryError, DeliveryTimeout
-from ._rabbit_errors import translate_error
-from ._rabbit_session import (
-    CONNECTING,
-    IDLE,
-    OPEN,
-    Done,
-    Message,
-    Session,
-    call_done,
-    clone_error,
-)
+from ..._fork import register
+from ...errors import ConnectError, DeliveryError, DeliveryTimeout
+from .errors import clone_error, translate_error
+from .session import Done, Message, Session, call_done
 
 __all__ = ["Done", "PipelinedPublisher", "call_done"]
 
-logger = logging.getLogger("eventisc.listeners.rabbit")
+logger = logging.getLogger(__name__)
 
 #: After a failed connect, messages fail at once for this many seconds, doubled after each
 #: further failure up to :data:`MAX_PAUSE`, so a broker that is down is not hammered.
 FIRST_PAUSE = 0.1
 MAX_PAUSE = 2.0
+
+#: A publisher's connection states.
+IDLE, CONNECTING, OPEN = "idle", "connecting", "open"
 
 
 class PipelinedPublisher:
@@ -62,6 +58,10 @@ class PipelinedPublisher:
     ``listener`` (an object with a ``name``, held weakly). Nothing connects
     before the first :meth:`publish`. Thread-safe; after ``os.fork()`` the child starts afresh
     and never touches the parent's connection.
+
+    The publisher owns the queue of waiting messages, the connection state and the pause after
+    a failed connect; its :class:`~.session.Session` (the I/O thread) reaches them only through
+    the calls of the :class:`~.session.Publisher` protocol, under the publisher's lock.
     """
 
     def __init__(
@@ -99,9 +99,11 @@ class PipelinedPublisher:
         self._queue: deque[Message] = deque()
         self._state = IDLE
         self._session: Session | None = None
-        self._closing = False
-        #: The I/O thread will look at the queue again without being woken.
-        self._drain_due = False
+        #: Closing: new messages are refused (read by the session without the lock).
+        self.closing = False
+        #: The I/O thread will look at the queue again without being woken (read by the
+        #: session without the lock, to know whether a confirm should drain).
+        self.drain_due = False
         self._waiting = 0
         self._failures = 0
         self._down_until = 0.0
@@ -120,52 +122,67 @@ class PipelinedPublisher:
         message = (exchange, routing_key, body, properties, mandatory, done)
         error: DeliveryError | None = None
         wake: Session | None = None
-        deadline = None
         with self._lock:
-            while True:
-                if self._closing:
-                    error = ConnectError(
-                        f"the publisher to RabbitMQ at {self.target} is closing; not sent"
-                    )
-                    break
-                if self._state == IDLE:
-                    now = time.monotonic()
-                    if now < self._down_until and self._down_error is not None:
-                        left = self._down_until - now
-                        error = clone_error(self._down_error, None, f" (next try in {left:.1f}s)")
-                        break
-                    error = self._start()
-                    if error is not None:
-                        break
-                session = self._session
-                queue = self._queue
-                if len(queue) < self.max_queued or (
-                    session is not None and session.ident == threading.get_ident()
-                ):  # room, or called back from the I/O thread, which must never wait on itself
-                    queue.append(message)
-                    if self._state == OPEN and not self._drain_due:
-                        self._drain_due = True
-                        wake = session
-                    break
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.timeout
-                elif now >= deadline:
-                    error = DeliveryTimeout(
-                        f"{len(queue)} messages already wait for RabbitMQ at {self.target}; "
-                        f"no room within {self.timeout:g}s"
-                    )
-                    break
-                self._waiting += 1
-                try:
-                    self._not_full.wait(deadline - now)
-                finally:
-                    self._waiting -= 1
+            queue = self._queue
+            # The common case, kept lean: connected (or connecting), and room in the queue.
+            if self.closing or self._state == IDLE or len(queue) >= self.max_queued:
+                error = self._make_room()
+                queue = self._queue  # while it waited, the I/O thread may have taken the queue
+            if error is None:
+                queue.append(message)
+                if self._state == OPEN and not self.drain_due:
+                    self.drain_due = True
+                    wake = self._session
         if wake is not None:
             wake.wake()
         elif error is not None:
             error.listener = self.listener
             call_done(done, None, error)
+
+    def _make_room(self) -> DeliveryError | None:
+        """Make sure a session is there to publish, and room in the queue, waiting up to
+        ``timeout`` for it (lock held); return why a message cannot be queued, or None.
+
+        The I/O thread itself (a ``done`` publishing again) gets room at once: it must never
+        wait on itself.
+        """
+        deadline = None
+        while True:
+            if self.closing:
+                return ConnectError(
+                    f"the publisher to RabbitMQ at {self.target} is closing; not sent"
+                )
+            if self._state == IDLE:
+                error = self._connect()
+                if error is not None:
+                    return error
+            session = self._session
+            if len(self._queue) < self.max_queued or (
+                session is not None and session.ident == threading.get_ident()
+            ):
+                return None
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self.timeout
+            elif now >= deadline:
+                return DeliveryTimeout(
+                    f"{len(self._queue)} messages already wait for RabbitMQ at {self.target}; "
+                    f"no room within {self.timeout:g}s"
+                )
+            self._waiting += 1
+            try:
+                self._not_full.wait(deadline - now)
+            finally:
+                self._waiting -= 1
+
+    def _connect(self) -> DeliveryError | None:
+        """Start connecting, unless a connect failed moments ago (lock held); return the
+        error if the message cannot wait for a connection."""
+        now = time.monotonic()
+        if now < self._down_until and self._down_error is not None:
+            left = self._down_until - now
+            return clone_error(self._down_error, None, f" (next try in {left:.1f}s)")
+        return self._start()
 
     def _start(self) -> DeliveryError | None:
         """Open a connection in a new I/O thread (lock held); return the error if it cannot."""
@@ -196,7 +213,7 @@ class PipelinedPublisher:
         timeout = self.timeout if timeout is None else timeout
         with self._close_lock:
             with self._lock:
-                self._closing = True
+                self.closing = True
                 session = self._session
                 self._not_full.notify_all()
             try:
@@ -204,9 +221,65 @@ class PipelinedPublisher:
                     session.close(timeout)
             finally:
                 with self._lock:
-                    self._closing = False
+                    self.closing = False
                     self._failures = 0
                     self._down_until = 0.0
+
+    # -- what the session calls, from its I/O thread (the Publisher protocol) ----------------
+
+    def connected(self, session: Session) -> None:
+        """``session`` is set up: the next drain publishes (and a connect succeeded)."""
+        with self._lock:
+            self._state = OPEN
+            self._failures = 0
+            self.drain_due = True
+
+    def take_batch(self, session: Session, room: int, idle: bool) -> Collection[Message] | None:
+        """The waiting messages ``session`` may publish now, ``room`` at most, in order; None
+        or empty when none (or when ``session`` is no longer ours). ``idle``: nothing is in
+        flight; a closing publisher with nothing left sets ``session.flushed``."""
+        with self._lock:
+            if self._session is not session:
+                return None
+            queue = self._queue
+            n = len(queue)
+            batch: Collection[Message] | None = None
+            if not session.ready or n == 0 or room <= 0:
+                self.drain_due = session.ready and n > 0  # an ack will drain, or connected()
+            elif n <= room:
+                batch, self._queue = queue, deque()
+                self.drain_due = False
+            else:
+                batch = [queue.popleft() for _ in range(room)]
+                self.drain_due = True  # the window is full now: the next ack drains
+            if self._waiting and batch:
+                self._not_full.notify_all()
+            if self.closing and idle and not self._queue and not batch:
+                session.flushed.set()
+        return batch
+
+    def put_back(self, messages: Sequence[Message]) -> None:
+        """Return taken messages, unsent, to the front of the queue, in their order."""
+        with self._lock:
+            self._queue.extendleft(reversed(messages))
+
+    def ended(
+        self, session: Session, error: DeliveryError, connect_failed: bool
+    ) -> Collection[Message]:
+        """``session``'s connection is gone (``connect_failed``: it was never set up), for
+        ``error``: forget it, and pause after a failed connect; return the messages that were
+        waiting for it, now the session's to fail."""
+        queued: Collection[Message] = ()
+        with self._lock:
+            if self._session is session:
+                self._session = None
+                self._state = IDLE
+                queued, self._queue = self._queue, deque()
+                self.drain_due = False
+                if connect_failed and not self.closing:
+                    self._went_down(error)
+                self._not_full.notify_all()
+        return queued
 
     @property
     def listener(self) -> str | None:

@@ -1,4 +1,5 @@
-"""The ``celery`` kind: send a task by name with ``app.send_task`` (no task code needed).
+"""The ``celery`` kind's listener: its options, the task it renders for an event, and the
+delivery of that task with ``app.send_task`` (no task code needed).
 
 Without ``broker_url`` the task goes through ``celery.current_app`` (the host application's
 Celery app, looked up at each delivery, as event-isc does). With ``broker_url`` eventisc uses its
@@ -6,52 +7,31 @@ own Celery app for that broker: one per broker URL and timeout in a process, sha
 listeners, recreated in a child process after ``fork()``, closed when its last listener closes.
 
 Celery's publish can block forever when the broker is down or a pooled connection went dead
-(celery/celery#4296, #4627, #6911): see :mod:`eventisc.listeners._celery_apps` for how each
-publish is bounded.
+(celery/celery#4296, #4627, #6911): see :mod:`.apps` for how each publish is bounded.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import socket
-import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .._fork import register
-from ..errors import (
-    ConfigError,
-    ConnectError,
-    DeliveryError,
-    DeliveryTimeout,
-    EventiscError,
-    Rejected,
-    TemplateError,
-)
-from ..notification import Notification
-from ..settings import seconds_option
-from .base import FilterLike, Listener, mask_url, missing_driver
+import celery
 
-try:
-    import amqp.exceptions
-    import celery
-    import kombu.exceptions
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise missing_driver("celery", "celery", "celery") from exc
+from ..._fork import register
+from ...errors import ConfigError, TemplateError
+from ...notification import Notification
+from ...settings import seconds_option
+from ..base import FilterLike, Listener, mask_url
+from .apps import own_apps, publish_options
+from .errors import translate_error
+from .options import CELERY_SCHEMA, DEFAULT_TIMEOUT, as_kwargs, send_task_options
 
-from ._celery_apps import own_apps, publish_options  # noqa: E402  (needs celery)
-from ._celery_options import (  # noqa: E402
-    CELERY_SCHEMA,
-    DEFAULT_TIMEOUT,
-    as_kwargs,
-    send_task_options,
-)
+__all__ = ["CeleryListener"]
 
-__all__ = ["CeleryListener", "publish_options", "translate_error"]
-
-logger = logging.getLogger("eventisc.listeners.celery")
+logger = logging.getLogger(__name__)
 
 
 class CeleryListener(Listener):
@@ -216,57 +196,3 @@ class CeleryListener(Listener):
 
 #: Host apps already checked for a broker_url (none: Celery's fallback app, warned about once).
 _checked: set[int] = set()
-
-
-# -- errors ---------------------------------------------------------------------------------
-
-
-def _classify(exc: BaseException, where: str) -> EventiscError | None:
-    """The eventisc error for one driver exception, or None when it says nothing certain."""
-    detail = f"{type(exc).__name__}: {exc}"
-    redis_errors = sys.modules.get("redis.exceptions")  # never imported by us
-    if isinstance(exc, (socket.timeout, TimeoutError, kombu.exceptions.LimitExceeded)) or (
-        redis_errors is not None and isinstance(exc, redis_errors.TimeoutError)
-    ):
-        return DeliveryTimeout(f"{where} did not answer in time ({detail})")
-    if isinstance(exc, amqp.exceptions.RecoverableConnectionError) and "timed out" in str(exc):
-        return DeliveryTimeout(f"{where} did not answer in time ({detail})")
-    if isinstance(exc, amqp.exceptions.MessageNacked):
-        return Rejected(f"{where} refused the task (publisher confirm nack)")
-    if isinstance(exc, (amqp.exceptions.NotAllowed, amqp.exceptions.ChannelError)):
-        return Rejected(f"{where} refused the task ({detail})")
-    if redis_errors is not None and isinstance(
-        exc, (redis_errors.AuthenticationError, redis_errors.ResponseError)
-    ):
-        return Rejected(f"{where} refused the task ({detail})")
-    if isinstance(exc, (amqp.exceptions.ConnectionError, OSError, EOFError)) or (
-        redis_errors is not None and isinstance(exc, redis_errors.ConnectionError)
-    ):
-        return ConnectError(f"cannot reach {where} ({detail})")
-    return None
-
-
-def translate_error(exc: BaseException, where: str = "the broker") -> EventiscError:
-    """The eventisc error for what ``send_task`` raised (the caller raises it ``from exc``).
-
-    kombu wraps the driver's error in ``OperationalError``: the chain of causes is read, the
-    most direct one that says something wins. Timeouts give :class:`DeliveryTimeout`,
-    connection errors :class:`ConnectError`, a refusal by the broker (publisher-confirm nack,
-    access refused, channel error, redis error reply) :class:`Rejected`, arguments the
-    serializer cannot encode :class:`TemplateError`, anything else :class:`DeliveryError`.
-    """
-    if isinstance(exc, EventiscError):
-        return exc
-    if isinstance(exc, kombu.exceptions.EncodeError):
-        return TemplateError(f"cannot serialize the task's arguments: {exc}")
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        found = _classify(current, where)
-        if found is not None:
-            return found
-        current = current.__cause__ or current.__context__
-    if isinstance(exc, kombu.exceptions.OperationalError):
-        return ConnectError(f"cannot reach {where} ({type(exc).__name__}: {exc})")
-    return DeliveryError(f"sending the task to {where} failed ({type(exc).__name__}: {exc})")

@@ -1,4 +1,6 @@
-"""Checking the ``rabbit`` kind's declarations at load, and its rendered values per event."""
+"""The ``rabbit`` kind's options: their JSON Schema (:data:`RABBIT_SCHEMA`), the checks run on
+them at load (declarations, publish_kwargs, message properties), and the checks of the rendered
+exchange, routing key and properties per event."""
 
 from __future__ import annotations
 
@@ -6,8 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..encoding import check_text, find_problem
-from ..errors import ConfigError, TemplateError
+from ...encoding import check_text, find_problem
+from ...errors import ConfigError, TemplateError
 
 __all__ = [
     "DECLARE_KEYS",
@@ -15,6 +17,8 @@ __all__ = [
     "RABBIT_SCHEMA",
     "PROPERTY_TYPES",
     "check_properties",
+    "check_property_names",
+    "check_publish_kwargs",
     "check_target",
     "declarations",
 ]
@@ -30,6 +34,7 @@ PROPERTY_TYPES: dict[str, type | tuple[type, ...]] = {
 #: Properties every message gets unless ``properties`` overrides them.
 DEFAULT_PROPERTIES: dict[str, Any] = {"content_type": "application/json", "delivery_mode": 2}
 
+#: What ``queue_kwargs`` may declare, and the arguments each takes.
 DECLARE_KEYS = {
     "exchange": ("exchange", "exchange_type", "passive", "durable", "auto_delete", "internal",
                  "arguments"),
@@ -69,7 +74,53 @@ def declarations(
     return exchange, queue, bind
 
 
+#: What ``publish_kwargs`` may hold.
+PUBLISH_KEYS = ("exchange", "routing_key", "mandatory")
+
+
+def check_publish_kwargs(
+    publish: dict[str, Any], mandatory: bool, confirm: bool, queue: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], bool]:
+    """Check ``publish_kwargs``; return them with the default exchange and routing key filled
+    in (the declared ``queue``'s name), and whether messages are mandatory (``mandatory``
+    unless publish_kwargs says). Raises :class:`ConfigError`."""
+    unknown = sorted(set(publish) - set(PUBLISH_KEYS))
+    if unknown:
+        hint = " (the body is the `body` option)" if "body" in unknown else ""
+        hint += " (use the `properties` option)" if "properties" in unknown else ""
+        raise ConfigError(
+            f"unknown keys {unknown}: use {', '.join(PUBLISH_KEYS)}{hint}", "publish_kwargs"
+        )
+    mandatory = bool(publish.pop("mandatory", mandatory))
+    if mandatory and not confirm:
+        raise ConfigError(
+            "mandatory needs confirm: true (without publisher confirms an unroutable "
+            "message is returned after basic_publish has already succeeded)",
+            "mandatory",
+        )
+    publish.setdefault("exchange", "")
+    if "routing_key" not in publish:
+        if queue is None and not publish["exchange"]:
+            raise ConfigError(
+                "give publish_kwargs.routing_key, or declare a queue in queue_kwargs.queue "
+                "(its name is the default routing key)",
+                "publish_kwargs",
+            )
+        publish["routing_key"] = queue["queue"] if queue else ""
+    return publish, mandatory
+
+
+def check_property_names(properties: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` when ``properties`` names a property AMQP does not have."""
+    bad = sorted(set(properties) - set(PROPERTY_TYPES))
+    if bad:
+        known = ", ".join(PROPERTY_TYPES)
+        raise ConfigError(f"unknown message properties {bad}; known: {known}", "properties")
+
+
 def check_target(rendered: Mapping[str, Any]) -> tuple[str, str]:
+    """The rendered exchange and routing key; :class:`TemplateError` unless both are AMQP
+    short strings."""
     exchange, routing_key = rendered["exchange"], rendered["routing_key"]
     for what, value in (("exchange", exchange), ("routing_key", routing_key)):
         # AMQP short strings: at most 255 bytes (63 characters always fit in UTF-8).
@@ -110,6 +161,7 @@ def _option(description: str, type: Any = None, **schema: Any) -> dict[str, Any]
 
 
 _SECONDS = {"type": ["number", "null"], "exclusiveMinimum": 0}
+_DECLARE_METHODS = {"exchange": "exchange_declare", "queue": "queue_declare", "bind": "queue_bind"}
 
 
 #: JSON Schema of the rabbit kind's own options.
@@ -126,7 +178,12 @@ RABBIT_SCHEMA: dict[str, Any] = {
             "object",
             additionalProperties=False,
             properties={
-                key: {"type": "object", **({"required": [key]} if key != "bind" else {})}
+                key: {
+                    "type": "object",
+                    **({"required": [key]} if key != "bind" else {}),
+                    "description": f"{_DECLARE_METHODS[key]} arguments: "
+                    + ", ".join(DECLARE_KEYS[key]) + ".",
+                }
                 for key in DECLARE_KEYS
             },
         ),

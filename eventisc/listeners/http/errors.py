@@ -1,4 +1,9 @@
-"""Translating requests' errors for the ``http`` kind, and reading failed responses."""
+"""Translating the ``http`` kind's driver errors (requests, urllib3, sockets) into eventisc's,
+and a failed answer (a status not counted as success) into an :class:`HTTPStatusError`.
+
+:func:`translate_error` looks the error up in :data:`_TRANSLATIONS`, which decides, class by
+class, what is transient (``ConnectError``, ``DeliveryTimeout``) and what is not.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,19 @@ import ssl
 import requests
 import urllib3
 
-from ..errors import ConnectError, DeliveryError, DeliveryTimeout
-from .base import mask_url
+from ...errors import ConnectError, DeliveryError, DeliveryTimeout, HTTPStatusError
+from ..base import mask_url
 
-__all__ = ["EXCERPT_CHARS", "drain", "is_transport_error", "parse_retry_after", "translate_error"]
+__all__ = [
+    "EXCERPT_CHARS",
+    "is_transport_error",
+    "parse_retry_after",
+    "status_error",
+    "translate_error",
+]
 
 #: Characters of a failing response's body quoted in the error.
 EXCERPT_CHARS = 200
-#: Bytes kept of a body for that excerpt (a character may take up to 4).
-_EXCERPT_BYTES = EXCERPT_CHARS * 4
-#: Bytes of a body read at a time.
-CHUNK = 8192
 
 _POOL_PREFIX = re.compile(r"^\w+\(host=[^)]*\): ")
 
@@ -78,10 +85,16 @@ _TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[DeliveryError],
 
 def translate_error(
     exc: BaseException,
-    where: str = "HTTP request",
+    where: str,
+    *,
     timeout: float | tuple[float, float] | None = None,
+    doing: str = "send the request",
 ) -> DeliveryError:
     """The eventisc error for a requests (or urllib3/socket) error; ``where`` is "POST url".
+
+    ``timeout`` (seconds, or (connect, read) seconds) is quoted when the error is a timeout;
+    ``doing`` is accepted for the signature every kind shares, and not used: ``where``
+    already says what was sent.
 
     Timeouts are :class:`DeliveryTimeout`; failures to connect or a connection lost mid-way
     (refused, reset, DNS, proxy) :class:`ConnectError`; anything else (TLS, redirects, a bad
@@ -156,29 +169,14 @@ def parse_retry_after(value: str | None, now: datetime.datetime | None = None) -
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def drain(response: requests.Response, limit: int) -> str:
-    """Read the body, ``limit`` bytes of it at most; return its start as one line.
-
-    A body read to its end leaves the connection reusable. A longer one is left unread:
-    closing the response then drops the connection, which is cheaper than reading on (and a
-    receiver cannot make eventisc read an endless body). Raises what urllib3 raises when
-    reading fails.
-    """
-    raw = response.raw
-    kept = bytearray()
-    total = 0
-    while total <= limit:  # one byte past the limit tells a longer body from one that fits
-        chunk = raw.read(min(CHUNK, limit + 1 - total), decode_content=True)
-        if not chunk:
-            break
-        total += len(chunk)
-        if len(kept) < _EXCERPT_BYTES:
-            kept += chunk[: _EXCERPT_BYTES - len(kept)]
-        if raw.closed:
-            break  # all of it came in (and the connection went back to the pool)
-    try:
-        text = kept.decode(response.encoding or "utf-8", "replace")
-    except LookupError:
-        text = kept.decode("utf-8", "replace")
-    text = " ".join(text.split())
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+def status_error(where: str, response: requests.Response, excerpt: str) -> HTTPStatusError:
+    """The error for an answer whose status is not counted as success; ``excerpt`` is the
+    start of its body. Carries the seconds of its ``Retry-After`` header, if readable."""
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    message = f"{where}: HTTP {status} {response.reason or ''}".rstrip()
+    if retry_after is not None:
+        message += f" (Retry-After: {retry_after:g} s)"
+    if excerpt:
+        message += f": {excerpt}"
+    return HTTPStatusError(message, status=status, body=excerpt, retry_after=retry_after)

@@ -1,0 +1,49 @@
+"""The ``http`` kind: one HTTP request per event, sent with requests.
+
+Importing this package registers the kind. Its modules, each importing only those after it:
+
+- :mod:`.listener`: :class:`HttpListener`: options, the rendered request, delivery;
+- :mod:`.redirects`: following redirects (method, body and credentials kept safe);
+- :mod:`.session`: the listener's requests session and the connections below it that bound an
+  attempt by its deadline and skip informational (1xx) answers;
+- :mod:`.errors`: requests' errors (and failed answers) as eventisc's;
+- :mod:`.options`: the JSON Schema of the options, their checks, the encoding of values.
+"""
+
+from __future__ import annotations
+
+from ..base import mask_url, missing_driver
+
+try:
+    import requests  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise missing_driver("http", "requests", "http") from exc
+
+from .errors import parse_retry_after, translate_error  # noqa: E402
+from .listener import HttpListener  # noqa: E402
+from .options import (  # noqa: E402
+    DEADLINE_READS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+    HTTP_SCHEMA,
+    MAX_REDIRECTS,
+    METHODS,
+    form_pairs,
+)
+from .redirects import REDIRECTS, SAFE_METHODS  # noqa: E402
+
+__all__ = [
+    "DEADLINE_READS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT",
+    "HTTP_SCHEMA",
+    "MAX_REDIRECTS",
+    "METHODS",
+    "REDIRECTS",
+    "SAFE_METHODS",
+    "HttpListener",
+    "form_pairs",
+    "mask_url",
+    "parse_retry_after",
+    "translate_error",
+]

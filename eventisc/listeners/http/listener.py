@@ -1,0 +1,314 @@
+"""The ``http`` kind's listener: its options, the request it renders for an event, and the
+delivery of that request.
+
+The listener sends through its :class:`~.session.SessionHolder`, within a deadline for the
+whole attempt, reads the answer's body within ``max_response_bytes``, follows redirects itself
+(:mod:`.redirects`) and translates whatever fails below into eventisc's errors
+(:mod:`.errors`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from ...encoding import encode
+from ...errors import ConfigError, DeliveryError, DeliveryTimeout, TemplateError
+from ...notification import Notification
+from ...template import has_fields
+from ..base import FilterLike, Listener, mask_url
+from .errors import status_error, translate_error
+from .options import (
+    DEADLINE_READS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+    HTTP_SCHEMA,
+    METHODS,
+    check_header_name,
+    check_url,
+    check_url_start,
+    form_encode,
+    may_be_mapping,
+    parse_byte_count,
+    parse_seconds,
+    parse_statuses,
+    parse_timeout,
+    requests_options,
+    set_header,
+    take_alias,
+)
+from .redirects import REDIRECTS, SAFE_METHODS, follow, followed_statuses
+from .session import Request, SessionHolder, attempt_over, drain, start_attempt
+
+__all__ = ["HttpListener"]
+
+logger = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json; charset=utf-8"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+class HttpListener(Listener):
+    """Sends each event as an HTTP request (JSON or form body) and checks the status.
+
+    Each listener owns one requests session (keep-alive, a connection pool sized for
+    concurrent triggers, no cookies kept between notifications), created on first use, again
+    after :meth:`close` and in a forked child.
+    """
+
+    kind = "http"
+    schema = HTTP_SCHEMA
+
+    def __init__(
+        self,
+        event_name: Any = None,
+        url: str | None = None,
+        method: str = "post",
+        query_kwargs: Mapping[str, Any] | None = None,
+        data: Any = None,
+        requests_kwargs: Mapping[str, Any] | None = None,
+        request_format: str = "json",
+        filter: FilterLike = None,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        timeout: float | tuple[float, float] | list[float] | None = None,
+        success_status: list[int | str] | None = None,
+        follow_redirects: bool | None = None,
+        deadline: float | None = None,
+        max_response_bytes: int | None = None,
+        **common: Any,
+    ):
+        super().__init__(event_name, filter, **common)
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            raise ConfigError(
+                f"unknown method {method!r}; use one of {', '.join(METHODS)}", "method"
+            )
+        self.method: str = method.upper()
+        if request_format not in ("json", "form"):
+            raise ConfigError(
+                f"request_format is {request_format!r}; use `json` or `form`", "request_format"
+            )
+        self.request_format: str = request_format
+        self._url, self._url_has_query, self._url_is_constant = self._compile_url(url)
+        self._query = self._compile_mapping(query_kwargs, "query_kwargs")
+        self._headers = self._compile_mapping(headers, "headers")
+        for name in headers or ():
+            check_header_name(name, "headers")
+        if request_format == "form" and data is not None and not may_be_mapping(data):
+            raise ConfigError(
+                "with `request_format: form`, data must be a mapping (or one template field "
+                f"rendering to a mapping), not {data!r}",
+                "data",
+            )
+        self._data = self.template(data, "data") if data is not None else None
+        options = dict(requests_kwargs or {})
+        self._set_sending_options(options, timeout, follow_redirects, deadline, max_response_bytes)
+        self._static_headers, send_kwargs = requests_options(options)
+        self.success_status: frozenset[int] = parse_statuses(success_status)
+        self._sessions = SessionHolder(send_kwargs)
+
+    def _set_sending_options(
+        self,
+        options: dict[str, Any],
+        timeout: Any,
+        follow_redirects: Any,
+        deadline: Any,
+        max_response_bytes: Any,
+    ) -> None:
+        """Set timeout, deadline, max_response_bytes and follow_redirects; take their aliases
+        (``requests_kwargs.timeout``, ``.allow_redirects``) out of ``options``."""
+        timeout, path = take_alias(options, "timeout", timeout)
+        #: Seconds to connect, and to wait for each read: one number or (connect, read).
+        self.timeout = parse_timeout(timeout, path) if path else DEFAULT_TIMEOUT
+        connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout,) * 2
+        #: Seconds one attempt may take in all (connect, send, answer, redirects).
+        self.deadline: float = (
+            parse_seconds(deadline, "deadline")
+            if deadline is not None
+            else max(DEADLINE_READS * read, connect + read)
+        )
+        #: Bytes of a response body read at most.
+        self.max_response_bytes: int = (
+            parse_byte_count(max_response_bytes, "max_response_bytes")
+            if max_response_bytes is not None
+            else DEFAULT_MAX_RESPONSE_BYTES
+        )
+        follow, path = take_alias(options, "allow_redirects", follow_redirects)
+        if path and not isinstance(follow, bool):
+            raise ConfigError(f"must be true or false, not {follow!r}", path)
+        #: Whether redirects are followed (by default only for GET and HEAD).
+        self.follow_redirects: bool = follow if path else self.method in SAFE_METHODS
+        self._follow = followed_statuses(self.method, self.follow_redirects)
+
+    def _compile_url(self, url: Any) -> tuple[Any, bool, bool]:
+        """The url's template, whether it places the query itself, whether it is constant.
+
+        A constant url is checked here as requests will send it; a templated one as far as
+        its constant start goes (scheme, and host and port when no field is in them).
+        """
+        if not isinstance(url, str) or not url:
+            raise ConfigError("an http listener needs a `url` (a string)", "url")
+        constant = not has_fields(url)
+        if constant:
+            check_url(url, ConfigError, "url", full=True)
+        else:
+            check_url_start(url)
+        try:
+            return self.template(url, "url"), False, constant
+        except ConfigError:
+            # Only a url that uses `query_string` compiles with it: then it places the query.
+            return self.template(url, "url", names=("query_string",)), True, constant
+
+    def _compile_mapping(self, value: Any, path: str) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"must be a mapping, not {type(value).__name__}", path)
+        return self.template(dict(value), path)
+
+    # -- render (pure) ------------------------------------------------------------------------
+
+    def render(self, event_name: str, event_data: Any) -> Notification:
+        """Render the request: method, url (query included), headers and the encoded body.
+
+        Raises :class:`TemplateError` when a template fails or a value cannot be encoded.
+        """
+        ctx: dict[str, Any] = {"event_name": event_name, "event_data": event_data}
+        url = self._render_url(ctx)
+        headers: dict[str, str] = {}
+        body = None
+        if self._data is not None:
+            value = self._data.render(ctx)
+            if self.request_format == "json":
+                body = encode(value, "the body (data)")
+                headers["Content-Type"] = JSON_TYPE
+            else:
+                body = form_encode(value, "data")
+                headers["Content-Type"] = FORM_TYPE
+        if self._headers is not None:
+            for name, value in self._headers.render(ctx).items():
+                set_header(headers, name, value)
+        payload = {"method": self.method, "url": url, "headers": headers, "body": body}
+        return Notification(self.name, self.kind, event_name, payload)
+
+    def _render_url(self, ctx: dict[str, Any]) -> str:
+        query = ""
+        if self._query is not None:
+            query = form_encode(self._query.render(ctx), "query_kwargs")
+        if self._url_has_query:
+            url = self._url.render({**ctx, "query_string": query})
+        else:
+            url = self._url.render(ctx)
+            if query and isinstance(url, str):
+                url, hash_, fragment = url.partition("#")
+                url = f"{url}{'&' if '?' in url else '?'}{query}{hash_}{fragment}"
+        if not isinstance(url, str):
+            raise TemplateError(f"url renders to a {type(url).__name__}, not a string")
+        if not self._url_is_constant:  # a constant one was checked at load (and a query is safe)
+            check_url(url, TemplateError, "url")
+        return url
+
+    # -- deliver (the only I/O) -----------------------------------------------------------------
+
+    def deliver(self, notification: Notification) -> str:
+        """Send the request; return ``"HTTP <status>"`` when the status counts as success.
+
+        The whole attempt, redirects included, ends by the listener's ``deadline``. Raises
+        :class:`HTTPStatusError` for any other status (a redirect not followed included),
+        :class:`DeliveryTimeout`, :class:`ConnectError` or :class:`DeliveryError` (see
+        :func:`translate_error`): whatever fails inside requests comes out as one of these.
+        """
+        payload = notification.payload
+        method, url = payload["method"], payload["url"]
+        where = f"{method} {mask_url(url)}"
+        headers = CaseInsensitiveDict(self._static_headers)
+        headers.update(payload.get("headers") or {})
+        body = payload.get("body")
+        data = body.encode("utf-8") if body is not None else None
+        session = self._sessions.get()
+        # Bounds every step of this thread's connections until the answer (and redirects).
+        start_attempt(self.deadline)
+        request: Request = (method, url, data, headers)
+        response, excerpt = self._exchange(session, request, where)
+        status = response.status_code
+        if status in self.success_status:
+            logger.debug("%s: HTTP %s", where, status)
+            return f"HTTP {status}"
+        if status in REDIRECTS and response.headers.get("Location"):
+            return follow(
+                functools.partial(self._exchange, session),
+                request,
+                response,
+                excerpt,
+                where,
+                followed=self._follow,
+                success_status=self.success_status,
+            )
+        raise status_error(where, response, excerpt)
+
+    def _exchange(
+        self,
+        session: requests.Session,
+        request: Request,
+        where: str,
+        foreign: bool = False,
+    ) -> tuple[requests.Response, str]:
+        """Send ``request``; return the response (closed) and the start of its body, read
+        within ``max_response_bytes``. Raises the eventisc error when no answer came.
+
+        ``foreign``: the url is on another origin than the listener's request was for (a
+        redirect): the configured credentials are left out.
+        """
+        method, url, data, headers = request
+        sessions = self._sessions
+        try:
+            settings = sessions.foreign_settings(url) if foreign else sessions.settings(url)
+            response = session.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=self.timeout,
+                stream=True,  # read the body ourselves, bounded, after checking the status
+                **settings,
+            )
+        except Exception as exc:
+            raise self._failure(exc, where) from exc
+        with response:
+            try:
+                excerpt = drain(response, self.max_response_bytes)
+            except Exception as exc:
+                # The status is what the receiver decided; a slow or broken body does not
+                # change it (a 2xx sent again would be a duplicate).
+                logger.warning(
+                    "%s, while reading the body of an HTTP %s answer (the status stands)",
+                    self._failure(exc, where),
+                    response.status_code,
+                )
+                excerpt = ""
+        return response, excerpt
+
+    def _failure(self, exc: Exception, where: str) -> DeliveryError:
+        # Every wait of an attempt ends by its deadline: a failure at or past the deadline is
+        # the deadline's doing, whichever exception the driver wrapped it in.
+        if attempt_over():
+            return DeliveryTimeout(
+                f"{where}: did not finish within {self.deadline:g} s (the listener's `deadline` "
+                "for connecting, sending and reading the answer)"
+            )
+        return translate_error(exc, where, timeout=self.timeout)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """``POST http://host/path`` with any password in the url masked."""
+        return f"{self.method} {mask_url(str(self._url.source))}"
+
+    def close(self) -> None:
+        """Close the session's connections; the next delivery opens a new session."""
+        self._sessions.close()
