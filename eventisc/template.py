@@ -62,7 +62,7 @@ class _Field:
 
 def shown(text: str) -> str:
     """A template's text as errors show it: the password of a URL in it masked."""
-    return mask_url(text) if "://" in text else text
+    return mask_url(text) if "@" in text else text
 
 
 def has_fields(text: str) -> bool:

@@ -274,3 +274,10 @@ def test_errors_show_a_url_template_with_its_password_masked():
     assert str(info.value) == (
         "template `http://u:***@h/{event_data[x`: cannot be compiled: it is missing a closing `}`"
     )
+
+
+def test_a_scheme_less_url_template_error_masks_the_password():
+    # "u:p@host" without "http://": still a URL's credentials in an error message.
+    with pytest.raises(ConfigError) as info:
+        compile_template("u:secret@127.0.0.1?x={", path="url")
+    assert "secret" not in str(info.value) and "u:***@127.0.0.1" in str(info.value)
