@@ -676,7 +676,7 @@ def test_a_connection_cut_while_idle_is_replaced_by_the_retry(
         time.sleep(0.2)  # unconfirmed, n=1 may still be in the relay: a cut would lose it
         relay.cut()
         time.sleep(0.1)
-        with caplog.at_level("INFO", "eventisc.listeners.rabbit"):
+        with caplog.at_level("INFO", "eventisc"):
             assert app.trigger("user_created", {"n": 2}) == 1
         assert "publishing again on a fresh connection" in caplog.text
         assert app.listeners[0].pool.stats().created == 2
@@ -735,7 +735,7 @@ def test_without_heartbeats_the_broker_drops_it_and_the_retry_delivers(
     with make_app(broker.url + "?heartbeat=2", queue_kwargs={"queue": {"queue": queue}}) as app:
         assert app.trigger("user_created", {"n": 1}) == 1
         time.sleep(7)
-        with caplog.at_level("INFO", "eventisc.listeners.rabbit"):
+        with caplog.at_level("INFO", "eventisc"):
             assert app.trigger("user_created", {"n": 2}) == 1
         assert "publishing again on a fresh connection" in caplog.text
         assert app.listeners[0].pool.stats().created == 2

@@ -15,14 +15,13 @@ it pipelines messages over one connection, many confirms in flight at once
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 import pika
 
 from ...encoding import check_text, encode
-from ...errors import ConfigError, DeliveryError, TemplateError
+from ...errors import ConfigError, DeliveryError, StaleConnection, TemplateError
 from ...notification import Notification
 from ...pool import QueuedPool
 from ...settings import count_option, seconds_option
@@ -43,8 +42,6 @@ from .publisher import Done, PipelinedPublisher, call_done
 from .url import connection_parameters, shown_url
 
 __all__ = ["RabbitListener"]
-
-logger = logging.getLogger(__name__)
 
 #: A pooled connection idle for this many seconds is probed (one non-blocking read) before it
 #: is lent again, so one the broker closed meanwhile is replaced instead of failing a publish.
@@ -204,9 +201,12 @@ class RabbitListener(Listener):
     # -- delivering ---------------------------------------------------------------------------
 
     def deliver(self, notification: Notification) -> str:
-        """Publish the message; return "confirmed" (or "published" with confirm off).
+        """Publish the message on a pooled connection; return "confirmed" (or "published"
+        with confirm off).
 
-        Raises ConnectError, DeliveryTimeout or Rejected (see :func:`translate_error`).
+        Raises ConnectError, DeliveryTimeout or Rejected (see :func:`translate_error`), and
+        :class:`~eventisc.errors.StaleConnection` when the pooled connection turned out dead:
+        it is dropped, and the delivery layers send once more at once, on a fresh one.
         """
         p = notification.payload
         properties = p["properties"]
@@ -216,36 +216,37 @@ class RabbitListener(Listener):
             basic_properties = pika.BasicProperties(**properties)
         args = (p["exchange"], p["routing_key"], p["body"], basic_properties, p["mandatory"])
         pool = self._pool
-        retried = False
-        while True:
-            try:
-                entry = pool.checkout()  # raises DeliveryError when connecting fails
-                try:
-                    if self.confirm:
-                        entry.item.publish_confirmed(args, self.timeout)
-                    else:
-                        entry.item.channel.basic_publish(*args)
-                except BaseException as exc:
-                    pool.checkin(entry, broken=breaks_connection(exc))
-                    raise
-                pool.checkin(entry)
-                return "confirmed" if self.confirm else "published"
-            except DeliveryError as exc:  # connecting or declaring failed: already translated
-                exc.listener = exc.listener or self.name
+        try:
+            entry = pool.checkout()  # raises DeliveryError when connecting fails
+        except DeliveryError as exc:  # connecting or declaring failed: already translated
+            exc.listener = exc.listener or self.name
+            raise
+        try:
+            if self.confirm:
+                entry.item.publish_confirmed(args, self.timeout)
+            else:
+                entry.item.channel.basic_publish(*args)
+        except BaseException as exc:
+            pool.checkin(entry, broken=breaks_connection(exc))
+            if not isinstance(exc, Exception):
                 raise
-            except Exception as exc:
-                if not retried and connection_died(exc):
-                    retried = True
-                    logger.info(
-                        "listener %r: connection to RabbitMQ at %s died (%r); publishing again "
-                        "on a fresh connection",
-                        *(self.name, self.target, exc),
-                    )
-                    pool.sweep(PooledConnection.probe)  # its idle siblings may be dead too
-                    continue
-                error = translate_error(exc, self.target, timeout=self.timeout)
-                error.listener = self.name
-                raise error from exc
+            raise self._failure(exc) from exc
+        pool.checkin(entry)
+        return "confirmed" if self.confirm else "published"
+
+    def _failure(self, exc: Exception) -> DeliveryError:
+        """The error for a failed publish: :class:`StaleConnection` when the connection died
+        (its idle siblings are checked too), else the translation of ``exc``."""
+        error = translate_error(exc, self.target, timeout=self.timeout)
+        error.listener = self.name
+        if connection_died(exc) and error.transient:  # not a refusal (a 404 closes channels)
+            self._pool.sweep(PooledConnection.probe)  # its idle siblings may be dead too
+            return StaleConnection(
+                f"the pooled connection to RabbitMQ at {self.target} died ({_short(exc)}); "
+                "publishing again on a fresh connection",
+                self.name,
+            )
+        return error
 
     def delivers_async(self) -> bool:
         """True when background delivery pipelines confirms (``pipeline`` and ``confirm``)."""
@@ -346,3 +347,7 @@ class RabbitListener(Listener):
             self.publish_kwargs["routing_key"],
         )
         return f"{shown_url(self.url)} exchange={exchange!r} routing_key={routing_key!r}"
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

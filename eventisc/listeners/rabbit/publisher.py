@@ -17,8 +17,9 @@ Outcomes, each message's ``done(detail, error)`` called exactly once: ``("confir
 the ack of the same message); ``ConnectError`` for every message in flight or waiting when the
 connection or channel is lost (the caller retries: a message may then arrive twice, never
 zero times); ``DeliveryTimeout`` for messages unconfirmed after ``timeout`` seconds (the
-connection is then dropped). After a failed connect, messages fail at once for a short,
-growing pause instead of piling up against a broker that is down.
+connection is then dropped). A failed connect fails the messages waiting for it; the next
+message connects again. Holding messages back while a broker is down is the circuit breaker's
+job (:mod:`eventisc.delivery.breaker`), as for every kind.
 """
 
 from __future__ import annotations
@@ -33,17 +34,13 @@ from typing import Any
 
 from ..._fork import register
 from ...errors import ConnectError, DeliveryError, DeliveryTimeout
-from .errors import clone_error, translate_error
+from .errors import translate_error
 from .session import Done, Message, Session, call_done
 
 __all__ = ["Done", "PipelinedPublisher", "call_done"]
 
 logger = logging.getLogger(__name__)
 
-#: After a failed connect, messages fail at once for this many seconds, doubled after each
-#: further failure up to :data:`MAX_PAUSE`, so a broker that is down is not hammered.
-FIRST_PAUSE = 0.1
-MAX_PAUSE = 2.0
 
 #: A publisher's connection states.
 IDLE, CONNECTING, OPEN = "idle", "connecting", "open"
@@ -59,9 +56,9 @@ class PipelinedPublisher:
     before the first :meth:`publish`. Thread-safe; after ``os.fork()`` the child starts afresh
     and never touches the parent's connection.
 
-    The publisher owns the queue of waiting messages, the connection state and the pause after
-    a failed connect; its :class:`~.session.Session` (the I/O thread) reaches them only through
-    the calls of the :class:`~.session.Publisher` protocol, under the publisher's lock.
+    The publisher owns the queue of waiting messages and the connection state; its
+    :class:`~.session.Session` (the I/O thread) reaches them only through the calls of the
+    :class:`~.session.Publisher` protocol, under the publisher's lock.
     """
 
     def __init__(
@@ -105,9 +102,6 @@ class PipelinedPublisher:
         #: session without the lock, to know whether a confirm should drain).
         self.drain_due = False
         self._waiting = 0
-        self._failures = 0
-        self._down_until = 0.0
-        self._down_error: DeliveryError | None = None
 
     def publish(
         self, exchange: str, routing_key: str, body: Any, properties: Any, mandatory: bool,
@@ -116,8 +110,8 @@ class PipelinedPublisher:
         """Queue one message; ``done(detail, error)`` is called exactly once with its outcome.
 
         ``done`` runs on the I/O thread, or in the calling thread when the message is refused
-        at once: the publisher is closing, the broker could not be reached moments ago, or no
-        room came within ``timeout`` (``DeliveryTimeout``). It must be quick and not block.
+        at once: the publisher is closing, the connection could not even be started, or no room
+        came within ``timeout`` (``DeliveryTimeout``). It must be quick and not block.
         """
         message = (exchange, routing_key, body, properties, mandatory, done)
         error: DeliveryError | None = None
@@ -153,7 +147,7 @@ class PipelinedPublisher:
                     f"the publisher to RabbitMQ at {self.target} is closing; not sent"
                 )
             if self._state == IDLE:
-                error = self._connect()
+                error = self._start()
                 if error is not None:
                     return error
             session = self._session
@@ -175,34 +169,16 @@ class PipelinedPublisher:
             finally:
                 self._waiting -= 1
 
-    def _connect(self) -> DeliveryError | None:
-        """Start connecting, unless a connect failed moments ago (lock held); return the
-        error if the message cannot wait for a connection."""
-        now = time.monotonic()
-        if now < self._down_until and self._down_error is not None:
-            left = self._down_until - now
-            return clone_error(self._down_error, None, f" (next try in {left:.1f}s)")
-        return self._start()
-
     def _start(self) -> DeliveryError | None:
         """Open a connection in a new I/O thread (lock held); return the error if it cannot."""
         session = Session(self)
         try:
             session.start()
         except Exception as exc:
-            error = translate_error(exc, self.target, timeout=self.timeout, doing="connect")
-            self._went_down(error)
-            return error
+            return translate_error(exc, self.target, timeout=self.timeout, doing="connect")
         self._session = session
         self._state = CONNECTING
         return None
-
-    def _went_down(self, error: DeliveryError) -> None:
-        """Refuse messages at once for a while after a failed connect (lock held)."""
-        self._failures += 1
-        pause = min(FIRST_PAUSE * 2 ** (self._failures - 1), MAX_PAUSE)
-        self._down_until = time.monotonic() + pause
-        self._down_error = error
 
     def close(self, timeout: float | None = None) -> None:
         """Wait up to ``timeout`` (default: the publisher's) for confirms, then disconnect.
@@ -222,8 +198,6 @@ class PipelinedPublisher:
             finally:
                 with self._lock:
                     self.closing = False
-                    self._failures = 0
-                    self._down_until = 0.0
 
     # -- what the session calls, from its I/O thread (the Publisher protocol) ----------------
 
@@ -231,7 +205,6 @@ class PipelinedPublisher:
         """``session`` is set up: the next drain publishes (and a connect succeeded)."""
         with self._lock:
             self._state = OPEN
-            self._failures = 0
             self.drain_due = True
 
     def take_batch(self, session: Session, room: int, idle: bool) -> Collection[Message] | None:
@@ -263,12 +236,9 @@ class PipelinedPublisher:
         with self._lock:
             self._queue.extendleft(reversed(messages))
 
-    def ended(
-        self, session: Session, error: DeliveryError, connect_failed: bool
-    ) -> Collection[Message]:
-        """``session``'s connection is gone (``connect_failed``: it was never set up), for
-        ``error``: forget it, and pause after a failed connect; return the messages that were
-        waiting for it, now the session's to fail."""
+    def ended(self, session: Session) -> Collection[Message]:
+        """``session``'s connection is gone: forget it; return the messages that were waiting
+        for it, now the session's to fail."""
         queued: Collection[Message] = ()
         with self._lock:
             if self._session is session:
@@ -276,8 +246,6 @@ class PipelinedPublisher:
                 self._state = IDLE
                 queued, self._queue = self._queue, deque()
                 self.drain_due = False
-                if connect_failed and not self.closing:
-                    self._went_down(error)
                 self._not_full.notify_all()
         return queued
 

@@ -94,11 +94,9 @@ class Publisher(Protocol):
         """Return taken messages, unsent, to the front of the queue, in their order."""
         ...
 
-    def ended(
-        self, session: Session, error: DeliveryError, connect_failed: bool
-    ) -> Collection[Message]:
-        """``session``'s connection is gone (``connect_failed``: it was never set up), for
-        ``error``; return the messages that were waiting for it, now the session's to fail."""
+    def ended(self, session: Session) -> Collection[Message]:
+        """``session``'s connection is gone; return the messages that were waiting for it,
+        now the session's to fail."""
         ...
 
 
@@ -171,8 +169,9 @@ class Session:
         self.ident = threading.get_ident()
         try:
             self.ioloop.start()
-        except Exception as exc:  # pragma: no cover - pika's loop itself failed
-            logger.exception("the RabbitMQ I/O loop for %s failed", self.pub.target)
+        except Exception as exc:  # pika's loop itself failed
+            if self.opened:
+                logger.exception("the RabbitMQ I/O loop for %s failed", self.pub.target)
             self._finish(exc, connect_failed=not self.opened)
         finally:
             try:
@@ -458,6 +457,12 @@ class Session:
         if self.loss is not None:
             return self.loss
         cause = self.channel_reason or reason
+        if connect_failed and isinstance(cause, ValueError):
+            # pika's connector on a socket the peer reset at once ("Expected connected socket,
+            # but getpeername() failed"): a failed connect, like a refused one.
+            error = ConnectError(f"cannot connect to RabbitMQ at {pub.target}: {cause}")
+            error.__cause__ = cause
+            return error
         # Until it is open, the connection is bounded by stack_timeout (the URL may set it).
         timeout = pub.parameters.stack_timeout if self.doing == "connect" else pub.timeout
         error = translate_error(cause, pub.target, timeout=timeout, doing=self.doing)
@@ -481,7 +486,7 @@ class Session:
             self.timer = None
         pub = self.pub
         error = self._error(reason, connect_failed)
-        queued = pub.ended(self, error, connect_failed)
+        queued = pub.ended(self)
         lost = sum(m is not None for m in self.inflight)
         if lost or queued:
             logger.warning(
