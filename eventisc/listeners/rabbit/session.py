@@ -460,9 +460,9 @@ class Session:
         if connect_failed and isinstance(cause, ValueError):
             # pika's connector on a socket the peer reset at once ("Expected connected socket,
             # but getpeername() failed"): a failed connect, like a refused one.
-            error = ConnectError(f"cannot connect to RabbitMQ at {pub.target}: {cause}")
-            error.__cause__ = cause
-            return error
+            refused = ConnectError(f"cannot connect to RabbitMQ at {pub.target}: {cause}")
+            refused.__cause__ = cause
+            return refused
         # Until it is open, the connection is bounded by stack_timeout (the URL may set it).
         timeout = pub.parameters.stack_timeout if self.doing == "connect" else pub.timeout
         error = translate_error(cause, pub.target, timeout=timeout, doing=self.doing)
