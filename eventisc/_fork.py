@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar
 
 __all__ = ["ForkSafe", "on_fork", "register"]
 
-logger = logging.getLogger("eventisc")
+logger = logging.getLogger(__name__)
 
 
 class ForkSafe(Protocol):

@@ -10,7 +10,7 @@ from .settings import check_seconds
 
 __all__ = ["Heartbeat"]
 
-logger = logging.getLogger("eventisc.heartbeat")
+logger = logging.getLogger(__name__)
 
 
 class Heartbeat:

@@ -38,7 +38,7 @@ from .errors import EventiscError
 
 __all__ = ["PoolEntry", "PoolError", "PoolStats", "PoolTimeout", "QueuedPool"]
 
-logger = logging.getLogger("eventisc.pool")
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -67,7 +67,7 @@ __all__ = [
     "parse_age",
 ]
 
-logger = logging.getLogger("eventisc.spool")
+logger = logging.getLogger(__name__)
 
 #: A row being delivered (durable outbox) by its ``owner`` process.
 PENDING = "pending"

@@ -41,7 +41,7 @@ __all__ = [
     "split_fields",
 ]
 
-logger = logging.getLogger("eventisc.config")
+logger = logging.getLogger(__name__)
 
 #: The names every template can use; listener kinds add their own (``query_string``, ...).
 BASE_NAMES: tuple[str, ...] = ("event_name", "event_data")
