@@ -5,7 +5,7 @@
     eventisc trigger CONFIG EVENT_NAME [--data JSON] [--dry-run]
     eventisc spool list|show|replay|purge CONFIG   the spool of failed and pending notifications
     eventisc serve-metrics CONFIG [--port 9464]  Prometheus metrics of the app, over HTTP
-    eventisc schema                             print the config's JSON Schema
+    eventisc schema [--markdown]                print the config's JSON Schema (or option tables)
     eventisc demo                               a working example on this machine
 
 Exit status: 0 success, 1 a bad config or a failed delivery, 2 bad usage.
@@ -161,9 +161,12 @@ def _serve_metrics(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from .config import config_schema
+    from .config import config_schema, options_markdown
 
-    print(json.dumps(config_schema(), indent=2))
+    if args.markdown:
+        print(options_markdown(), end="")
+    else:
+        print(json.dumps(config_schema(), indent=2))
     return 0
 
 
@@ -210,6 +213,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve_metrics)
 
     p = sub.add_parser("schema", help="print the configuration's JSON Schema")
+    p.add_argument(
+        "--markdown", action="store_true", help="print the option tables in Markdown instead"
+    )
     p.set_defaults(func=_schema)
 
     p = sub.add_parser("demo", help="run an example config against local receivers")

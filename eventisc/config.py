@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import IO, TYPE_CHECKING, Any, Union
 
 from .errors import ConfigError
-from .listeners.base import Listener, listener_schema
+from .listeners.base import BUILTIN_KINDS, LISTENER_PROPERTIES, Listener, listener_schema
 from .schema import validate
 from .settings import (
     DEFAULT_BACKGROUND,
@@ -37,6 +37,9 @@ __all__ = [
     "config_schema",
     "env_flag",
     "open_spool",
+    "option_table",
+    "option_tables",
+    "options_markdown",
     "read_config",
     "resolve_plan",
     "validate_config",
@@ -52,27 +55,39 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "properties": {
         "name_prefix": {
             "type": ["string", "null"],
-            "description": "Prepended to every triggered event name.",
+            "default": "",
+            "description": "Prepended to every triggered name: with `myapp.`, "
+            '`trigger("user_created")` fires `myapp.user_created`. Listeners match the full '
+            "name. When the config sets none, the default app and the command line use "
+            "`EVENTISC_NAME_PREFIX`.",
         },
         "listeners": {
             "type": ["array", "null"],
-            "description": "The listeners, each checked against its kind's schema.",
+            "default": [],
+            "description": "The listeners, each checked against its kind's options; they are "
+            "notified in this order.",
         },
         "raise_errors": {
             "type": "boolean",
-            "description": "trigger() raises TriggerError after all listeners ran if any failed.",
+            "default": False,
+            "description": "After all listeners ran, `trigger` raises one `TriggerError` "
+            "listing every failure (by default failures are logged and not counted).",
         },
         "dry_run": {
             "type": "boolean",
-            "description": "Render and log, never deliver (default: EVENTISC_DRYRUN).",
+            "description": "Render and log what would be sent, never deliver. Default: "
+            "`EVENTISC_DRYRUN` (the environment variable, read when the app is created).",
         },
         "heartbeat": {
             **_POSITIVE_SECONDS,
-            "description": "Start a heartbeat thread with this interval in seconds.",
+            "description": "Seconds: start a thread that keeps pooled RabbitMQ connections "
+            "alive, beating this often. Unset: no thread.",
         },
         "delivery": {
             "enum": list(DELIVERY_MODES),
-            "description": "sync (default): deliver in trigger(); background: queue and return.",
+            "default": "sync",
+            "description": "`sync`: deliver inside `trigger`; `background`: render, queue and "
+            "return, worker threads deliver.",
         },
         "retry": RETRY_SCHEMA,
         "dispatcher": DISPATCHER_SCHEMA,
@@ -80,23 +95,34 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "type": ["object", "string"],
             "additionalProperties": False,
             "required": ["path"],
-            "properties": {"path": {"type": "string", "minLength": 1}},
-            "description": "{path: FILE}: the SQLite file keeping failed, refused and durable "
-            "notifications (a plain path works too).",
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The SQLite file, created with its directories if needed; "
+                    "on a local disk.",
+                }
+            },
+            "description": "`{path: FILE}` (or the path alone): where failed, refused and "
+            "durable notifications are kept. Unset: nothing is kept, and what is lost is "
+            "logged at ERROR.",
         },
         "durable": {
             "type": "boolean",
-            "description": "Background: write each notification to the spool before trigger "
-            "returns, remove it once delivered.",
+            "default": False,
+            "description": "Background delivery: write each notification to the spool before "
+            "`trigger` returns, remove it once delivered.",
         },
         "report_interval": {
             **_POSITIVE_SECONDS,
-            "description": "Log a one-line summary of the stats every N seconds (default off).",
+            "description": "Seconds: log a one-line summary of `stats()` at INFO this often. "
+            "Unset: no summary.",
         },
         "recover": {
             "type": "boolean",
-            "description": "Background: at start, deliver what earlier processes left pending "
-            "in the spool (default true).",
+            "default": True,
+            "description": "Background delivery: at start, deliver what earlier processes "
+            "left pending in the spool.",
         },
     },
     "additionalProperties": False,
@@ -240,3 +266,117 @@ def config_schema() -> dict[str, Any]:
     }
     schema["properties"] = properties
     return schema
+
+
+# -- option tables (the manual in docs/, ``eventisc schema --markdown``) -------------------------
+
+#: The head of every option table.
+TABLE_HEAD = "| option | default | meaning |\n|---|---|---|\n"
+#: How a description states a default that is not a plain value: its last sentence.
+DEFAULT_PHRASE = "Default: "
+
+
+def option_table(
+    properties: Mapping[str, Any],
+    *,
+    required: Collection[str] = (),
+    collapse: Collection[str] = (),
+) -> str:
+    """A Markdown table (option | default | meaning) of a JSON Schema's ``properties``.
+
+    The default is the ``default`` keyword when there is one, else the last sentence of the
+    description when it starts with ``Default:`` (for defaults that are not plain values),
+    else ``required`` for a name in ``required``, else a dash. A nested object's options that
+    the schema describes get rows of their own (``queue_kwargs.queue``), unless its dotted
+    name is in ``collapse``; options listed once already (an alias sharing them) are not
+    listed again.
+    """
+    rows: list[str] = []
+    _add_rows(rows, properties, required, collapse, "", set())
+    return TABLE_HEAD + "".join(rows)
+
+
+def _add_rows(
+    rows: list[str],
+    properties: Mapping[str, Any],
+    required: Collection[str],
+    collapse: Collection[str],
+    prefix: str,
+    seen: set[int],
+) -> None:
+    for key, schema in properties.items():
+        name = prefix + key
+        meaning, phrase = _split_default(schema.get("description", ""))
+        default = _default_cell(schema, phrase, key in required)
+        rows.append(f"| `{name}` | {default} | {_cell(meaning)} |\n")
+        nested = schema.get("properties") or {}
+        described = {k: v for k, v in nested.items() if "description" in v}
+        if described and name not in collapse and id(nested) not in seen:
+            seen.add(id(nested))
+            _add_rows(rows, described, schema.get("required", ()), collapse, f"{name}.", seen)
+
+
+def _split_default(description: str) -> tuple[str, str]:
+    """``"Seconds. Default: 3 × the read timeout."`` -> ``("Seconds.", "3 × the read timeout")``."""
+    at = description.rfind(DEFAULT_PHRASE)
+    if at < 0 or (at > 0 and not description[at - 1].isspace()):
+        return description, ""
+    return description[:at].rstrip(), description[at + len(DEFAULT_PHRASE) :].rstrip(".")
+
+
+def _default_cell(schema: Mapping[str, Any], phrase: str, required: bool) -> str:
+    if "default" in schema:
+        return f"`{_plain(schema['default'])}`"
+    if phrase:
+        return _cell(phrase)
+    return "required" if required else "—"
+
+
+def _plain(value: Any) -> str:
+    """A default as a config file writes it (``10``, ``true``, ``json``, ``["2xx"]``)."""
+    if isinstance(value, str):
+        return value or '""'
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+#: The option tables, by the name the manual's markers use: title, properties, required
+#: names, nested options not listed (they have tables of their own). The built-in kinds'
+#: tables are added by :func:`option_tables`.
+_TABLES: dict[str, tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] = {
+    "config": ("Top-level keys", CONFIG_SCHEMA["properties"], (), ("retry", "dispatcher")),
+    "listener": ("Listener keys (every kind)", LISTENER_PROPERTIES, ("kind",), ("retry",)),
+    "retry": ("`retry`", RETRY_SCHEMA["properties"], (), ()),
+    "dispatcher": ("`dispatcher`", DISPATCHER_SCHEMA["properties"], (), ()),
+}
+
+
+def option_tables() -> dict[str, tuple[str, str]]:
+    """Every option table: name -> (title, Markdown table). The names are ``config``,
+    ``listener``, ``retry``, ``dispatcher`` and each built-in kind whose driver is installed
+    (``http``, ``celery``, ``rabbit``); the tables come from the JSON Schemas' descriptions."""
+    tables = {
+        name: (title, option_table(props, required=required, collapse=collapse))
+        for name, (title, props, required, collapse) in _TABLES.items()
+    }
+    for kind in BUILTIN_KINDS:
+        try:
+            schema = Listener.registry.get(kind).schema or {}
+        except ConfigError:
+            continue  # its driver is not installed
+        table = option_table(schema.get("properties", {}), required=schema.get("required", ()))
+        tables[kind] = (f"`kind: {kind}`", table)
+    return tables
+
+
+def options_markdown() -> str:
+    """All the option tables as one Markdown document (``eventisc schema --markdown``)."""
+    parts = ["# eventisc configuration options\n"]
+    for title, table in option_tables().values():
+        parts.append(f"\n## {title}\n\n{table}")
+    return "".join(parts)

@@ -244,16 +244,49 @@ DEFAULT_BACKGROUND = RetryPolicy(max_attempts=5)
 RETRY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "description": "Retry policy: max_attempts, backoff_factor, max_backoff, jitter, retry_on.",
+    "description": "The retry policy of every listener that has no `retry` of its own (also "
+    "`eventisc.RetryPolicy(...)` from Python). A `retry` mapping replaces the default whole: "
+    "the keys it leaves out take the defaults of the `retry` table, `max_attempts: 3` "
+    "included. Default: one attempt in sync mode (as in event-isc: retrying inline holds the "
+    "caller), five in background mode.",
     "properties": {
-        "max_attempts": {"type": "integer", "minimum": 1, "description": "Attempts in all."},
-        "backoff_factor": {"type": "number", "minimum": 0, "description": "First wait (s)."},
-        "max_backoff": {"type": "number", "minimum": 0, "description": "Longest wait (s)."},
-        "jitter": {"type": "number", "minimum": 0, "maximum": 1},
+        "max_attempts": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 3,
+            "description": "Attempts in all, the first included; 1 never retries. (Without any "
+            "`retry` mapping: 1 in sync mode, 5 in background mode.)",
+        },
+        "backoff_factor": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0.5,
+            "description": "After attempt n fails, wait `backoff_factor * 2 ** (n - 1)` "
+            "seconds before the next one.",
+        },
+        "max_backoff": {
+            "type": "number",
+            "minimum": 0,
+            "default": 30,
+            "description": "The longest wait in seconds; it also caps an HTTP `Retry-After`, "
+            "which replaces the backoff when a receiver sends one.",
+        },
+        "jitter": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.1,
+            "description": "Spread each wait by this fraction either way (0.1: ±10%), so many "
+            "clients do not retry in step.",
+        },
         "retry_on": {
             "type": "array",
             "items": {"type": ["string", "integer"]},
-            "description": "connect, timeout, 5xx, 4xx, rejected, error, or HTTP status codes.",
+            "default": ["connect", "timeout", "5xx", "429"],
+            "description": "The failures retried: `connect` (cannot connect, connection lost), "
+            "`timeout`, `5xx`, `4xx`, single HTTP codes (`429`, `409`), `rejected` (AMQP nack, "
+            "unroutable message), `error` (any other exception, e.g. of a custom kind). "
+            "Template and encoding errors are never retried.",
         },
     },
 }
@@ -327,19 +360,85 @@ class DispatcherSettings:
 DISPATCHER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "description": "Background dispatcher: workers, queue, on_full, timeouts, circuit breaker.",
+    "description": "The background queue and its worker threads (also "
+    "`eventisc.DispatcherSettings(...)` from Python): workers, queue size, `on_full`, "
+    "timeouts, circuit breakers.",
     "properties": {
-        "min_workers": {"type": "integer", "minimum": 0},
-        "max_workers": {"type": "integer", "minimum": 1},
-        "queue_size": {"type": "integer", "minimum": 1},
-        "monitor_interval": {"type": "number", "exclusiveMinimum": 0},
-        "idle_timeout": {"type": "number", "exclusiveMinimum": 0},
-        "thread_name_prefix": {"type": "string", "minLength": 1},
-        "on_full": {"enum": list(ON_FULL)},
-        "block_timeout": {"type": "number", "minimum": 0},
-        "shutdown_timeout": {"type": "number", "minimum": 0},
-        "breaker_failures": {"type": "integer", "minimum": 0},
-        "breaker_reset": {"type": "number", "minimum": 0},
+        "min_workers": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 1,
+            "description": "Worker threads kept while idle; the pool scales between "
+            "`min_workers` and `max_workers` with the load.",
+        },
+        "max_workers": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 8,
+            "description": "Worker threads at most.",
+        },
+        "queue_size": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 10000,
+            "description": "Notifications held in memory at most: queued, waiting for a retry "
+            "or being delivered. Memory stays bounded by it.",
+        },
+        "monitor_interval": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 0.1,
+            "description": "Seconds between checks of the queue depth against the idle "
+            "workers; more workers start while deliveries wait and no worker is idle.",
+        },
+        "idle_timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 5,
+            "description": "Seconds a worker may stay idle before it ends (down to `min_workers`).",
+        },
+        "thread_name_prefix": {
+            "type": "string",
+            "minLength": 1,
+            "default": "eventisc-worker",
+            "description": "Worker threads are named `<prefix>-1`, `<prefix>-2`, ...; the "
+            "monitor thread `<prefix>-monitor`.",
+        },
+        "on_full": {
+            "enum": list(ON_FULL),
+            "description": "What a full queue does with a new notification: `block` waits up "
+            "to `block_timeout`, then spools it (or drops it, without a spool); `drop` drops it "
+            "at once; `spool` writes it to the spool at once. Every refused notification is "
+            "counted (`dropped`, `spooled`) and logged once per second with the count. "
+            "Default: `spool` when the app has a spool, else `block`.",
+        },
+        "block_timeout": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1,
+            "description": "Seconds `trigger` may wait for room with `on_full: block`.",
+        },
+        "shutdown_timeout": {
+            "type": "number",
+            "minimum": 0,
+            "default": 10,
+            "description": "Seconds `close()` waits for the queue to drain; what is left is "
+            "kept in the spool as pending (or logged as lost, without a spool).",
+        },
+        "breaker_failures": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 5,
+            "description": "Attempts in a row that cannot reach a listener's receiver "
+            "(`ConnectError`, `DeliveryTimeout`) open its circuit breaker; 0 turns breakers off.",
+        },
+        "breaker_reset": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1,
+            "description": "Seconds an open breaker holds that listener's attempts back before "
+            "one goes through as a probe.",
+        },
     },
 }
 assert set(DISPATCHER_SCHEMA["properties"]) == {f.name for f in fields(DispatcherSettings)}

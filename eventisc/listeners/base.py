@@ -57,28 +57,56 @@ logger = logging.getLogger(__name__)
 
 #: Options every listener takes, whatever its kind.
 LISTENER_PROPERTIES: dict[str, Any] = {
-    "kind": {"type": "string", "description": "Listener kind: http, celery, rabbit or custom."},
+    "kind": {
+        "type": "string",
+        "description": "`http`, `celery`, `rabbit`, or a custom kind.",
+    },
     "name": {
         "type": "string",
         "minLength": 1,
-        "description": "Stable name used in logs and errors (default: kind:event_name).",
+        "description": "A stable name for logs, errors, stats and the spool; explicit names "
+        "must be unique. Default: `kind:event_name` (or `kind:regex`), with `#2`, `#3` added "
+        "to repeats (`eventisc check` shows them).",
     },
-    "event_name": {"type": "string", "minLength": 1, "description": "Exact full event name."},
+    "event_name": {
+        "type": "string",
+        "minLength": 1,
+        "description": "The exact full event name (prefix included). Give exactly one of "
+        "`event_name` and `event_name_regex`.",
+    },
     "event_name_regex": {
         "type": "string",
         "minLength": 1,
-        "description": "Regex matched at the start of the full event name (re.match).",
+        "description": "A regex matched with `re.match`: anchored at the start of the full "
+        "event name, not at the end (add `$` for a full match).",
     },
     "filter": {
         "type": "object",
         "required": ["kind"],
         "properties": {"kind": {"type": "string"}},
-        "description": "Keeps only some events, e.g. {kind: expr, expr: \"event_data['n'] > 1\"}.",
+        "description": "Keeps only some events: `{kind: expr, expr: \"event_data['amount'] > "
+        '10"}`, or a custom filter kind.',
     },
-    "delivery": {"enum": list(DELIVERY_MODES), "description": "Default: the app's."},
-    "retry": RETRY_SCHEMA,
-    "durable": {"type": "boolean", "description": "Spool before trigger returns (background)."},
-    "priority": {"type": "integer", "description": "Background queue order: lower first."},
+    "delivery": {
+        "enum": list(DELIVERY_MODES),
+        "description": "This listener's delivery mode, `sync` or `background`. Default: the "
+        "app's `delivery`.",
+    },
+    "retry": {
+        **RETRY_SCHEMA,
+        "description": "This listener's own retry policy (the keys of the `retry` table), "
+        "replacing the app's whole. Default: the app's `retry`.",
+    },
+    "durable": {
+        "type": "boolean",
+        "description": "Background delivery: write each notification to the spool before "
+        "`trigger` returns. Default: the app's `durable`.",
+    },
+    "priority": {
+        "type": "integer",
+        "default": 0,
+        "description": "Order in the background queue: lower numbers are delivered first.",
+    },
 }
 
 

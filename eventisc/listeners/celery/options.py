@@ -36,9 +36,13 @@ CONTROLLED_OPTIONS = {
 
 _SEND_TASK_KWARGS_SCHEMA: dict[str, Any] = {
     "type": ["object", "null"],
+    "default": {},
     "description": (
-        "Extra keyword arguments to Celery's send_task, passed as they are (not templated), "
-        "e.g. {countdown: 10, priority: 5, headers: {...}, expires: 3600}."
+        "Extra keyword arguments of Celery's `send_task`, passed as they are (not templated): "
+        "`countdown`, `eta`, `expires`, `priority`, `headers`, `serializer`, `exchange`, "
+        "`routing_key`, ... The keys the listener sets itself ("
+        + ", ".join(f"`{k}`" for k in CONTROLLED_OPTIONS)
+        + ") are refused."
     ),
     "properties": {
         "countdown": {"type": "number", "description": "Seconds to wait before running."},
@@ -51,11 +55,18 @@ _SEND_TASK_KWARGS_SCHEMA: dict[str, Any] = {
             "type": "integer",
             "minimum": 0,
             "maximum": 255,
-            "description": "Message priority (0-255; the queue must support priorities).",
+            "description": "Message priority, 0-255 (the queue must support priorities).",
         },
         "headers": {"type": "object", "description": "Extra message headers."},
-        "serializer": {"type": "string", "description": "json (default), pickle, yaml..."},
-        "compression": {"type": "string", "description": "zlib, bzip2... (default: none)."},
+        "serializer": {
+            "type": "string",
+            "description": "`json`, `pickle`, `yaml`, ... Default: the Celery app's "
+            "`task_serializer` (`json`).",
+        },
+        "compression": {
+            "type": "string",
+            "description": "Compress the message: `zlib`, `bzip2`, ...",
+        },
         "exchange": {"type": "string", "description": "Exchange to send to (overrides routing)."},
         "routing_key": {"type": "string", "description": "Routing key (overrides routing)."},
         "ignore_result": {
@@ -70,7 +81,7 @@ _SEND_TASK_KWARGS_SCHEMA: dict[str, Any] = {
         "soft_time_limit": {
             "type": "number",
             "exclusiveMinimum": 0,
-            "description": "Seconds after which the task gets a SoftTimeLimitExceeded.",
+            "description": "Seconds after which the task gets a `SoftTimeLimitExceeded`.",
         },
     },
 }
@@ -82,50 +93,55 @@ CELERY_SCHEMA: dict[str, Any] = {
         "task_name": {
             "type": "string",
             "minLength": 1,
-            "description": "Name of the task to send (templated), e.g. foo_handle_created.",
+            "description": "The name of the task to send (templated), e.g. "
+            '`foo_handle_created` or `"foo_handle_{event_data[kind]}"`.',
         },
         "queue": {
             "type": ["string", "null"],
             "minLength": 1,
             "description": (
-                "Queue to send the task to (templated). Default: the app's routing "
-                "(task_routes, else task_default_queue)."
+                "The queue to send the task to (templated). Default: the Celery app's routing "
+                "(`task_routes`, else `task_default_queue`)."
             ),
         },
         "task_args": {
             "type": ["array", "null"],
-            "description": "Positional arguments of the task (each templated). Default: [].",
+            "default": [],
+            "description": "Positional arguments of the task, each templated; a field alone "
+            '(`"{event_data[n]}"`) keeps its type.',
         },
         "task_kwargs": {
             "type": ["object", "string", "null"],
             "description": (
-                "Keyword arguments of the task (each value templated), or the string "
-                '"**event_data" to pass the event data itself as the keyword arguments. '
-                "Default when neither task_args nor task_kwargs is given: "
-                '{event_name: "{event_name}", event_data: "{event_data}"}.'
+                "Keyword arguments of the task, each value templated. The string "
+                '`"**event_data"` passes the event data itself as the keyword arguments; it must '
+                "then be a mapping with string keys, or the event fails with a `TemplateError`. "
+                'Default: `{event_name: "{event_name}", event_data: "{event_data}"}` when '
+                "neither `task_args` nor `task_kwargs` is given, else `{}`."
             ),
         },
         "send_task_kwargs": _SEND_TASK_KWARGS_SCHEMA,
         "send_task_kargs": {
             **_SEND_TASK_KWARGS_SCHEMA,
-            "description": "event-isc's spelling of send_task_kwargs (an alias).",
+            "description": "event-isc's spelling of `send_task_kwargs`; giving both is an error.",
         },
         "broker_url": {
             "type": ["string", "null"],
             "minLength": 1,
             "description": (
-                "Broker of a Celery app eventisc keeps for this listener (amqp://..., "
-                "redis://...). Default: send through celery.current_app, the "
-                "application's own Celery app."
+                "The broker (`amqp://...`, `redis://...`) of a Celery app eventisc keeps for "
+                "this listener: one per broker URL and timeout in a process, shared by "
+                "listeners, recreated in a child after `fork()`, closed with its last listener; "
+                "every wait of a publish is bounded. `CELERY_BROKER_URL` does not override it. "
+                "Without it, tasks go through your application's Celery app, looked up at each "
+                "delivery (as in event-isc). Default: `celery.current_app`."
             ),
         },
         "timeout": {
             "type": "number",
             "exclusiveMinimum": 0,
-            "description": (
-                "Seconds a publish may take, reconnection and retry included "
-                f"(default {DEFAULT_TIMEOUT:g})."
-            ),
+            "default": DEFAULT_TIMEOUT,
+            "description": "Seconds one publish may take, reconnection and one retry included.",
         },
     },
     "required": ["task_name"],

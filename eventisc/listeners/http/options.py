@@ -102,64 +102,78 @@ HTTP_SCHEMA: dict[str, Any] = {
         "url": {
             "type": "string",
             "minLength": 1,
-            "description": "Templated http(s) URL. `{query_string}` inserts the encoded "
-            "query_kwargs; without it they are appended after `?` (or `&`). Checked at load "
-            "as far as it is constant (host, port 1-65535, IPv6 in brackets, no control "
-            "characters), after rendering otherwise.",
+            "description": "Templated http:// or https:// URL. `{query_string}` inserts the "
+            "encoded `query_kwargs`; without it they are appended after `?` (or `&`). Checked "
+            "when the config is loaded as far as it is constant (a host, a port from 1 to "
+            "65535, an IPv6 host in brackets, no spaces or control characters, what requests "
+            "would refuse), and after rendering otherwise. A password in it is shown as `***`.",
         },
         "method": {
             "type": "string",
-            "description": "HTTP method, any case: " + ", ".join(METHODS) + " (default POST).",
+            "default": "POST",
+            "description": "The HTTP method, any case: " + ", ".join(METHODS) + ".",
         },
         "query_kwargs": {
             **_MAPPING,
-            "description": "Templated query parameters (lists repeat the key; null omits it).",
+            "description": "Templated query parameters; a list repeats the key, `null` leaves "
+            "it out.",
         },
         "data": {
-            "description": "Templated body, encoded as `request_format`; absent or null sends "
-            "no body.",
+            "description": "The templated body, encoded as `request_format` says. Absent or "
+            "`null` sends no body; anything else (`{}` included) is encoded.",
         },
         "request_format": {
             "enum": ["json", "form"],
-            "description": "json (default): data as JSON; form: data (a mapping of text, "
-            "numbers, booleans or lists of them) as application/x-www-form-urlencoded.",
+            "default": "json",
+            "description": "`json`: `data` as strict JSON (`Content-Type: application/json; "
+            "charset=utf-8`; datetimes as ISO 8601, Decimal and UUID as strings; NaN and "
+            "Infinity refused). `form`: `data` as `application/x-www-form-urlencoded`; it must "
+            "be a mapping (or one field rendering to one) of text, numbers, booleans "
+            "(`True`/`False`, as requests writes them), dates, or lists of these (the key is "
+            "repeated); `null` values are left out; a nested mapping is an error.",
         },
         "headers": {
             **_MAPPING,
-            "description": "Templated headers, merged over requests_kwargs.headers; a value "
-            "rendering to null omits the header.",
+            "description": "Templated headers, merged over `requests_kwargs.headers` (names "
+            "are case-insensitive); may replace `Content-Type`; a value rendering to `null` "
+            "leaves the header out.",
         },
         "timeout": {
             "oneOf": [
                 _SECONDS,
                 {"type": "array", "items": _SECONDS, "minItems": 2, "maxItems": 2},
             ],
-            "description": "Seconds to connect and to wait for each read, or [connect, read] "
-            f"(default {DEFAULT_TIMEOUT:g}; at most {MAX_SECONDS:g}). A receiver that keeps "
-            "sending slowly is stopped by `deadline`.",
+            "default": DEFAULT_TIMEOUT,
+            "description": "Seconds to connect, and to wait for each read of the answer; or "
+            f"`[connect, read]`. A finite number above 0, at most {MAX_SECONDS:g} (a day): "
+            'there is no "no timeout". One read is bounded, not the whole answer: a '
+            "receiver that keeps sending slowly is stopped by `deadline`.",
         },
         "deadline": {
             **_SECONDS,
-            "description": "Seconds one attempt may take in all: connecting, sending, the "
-            "status, headers and body of the answer, and any redirects. Exceeding it is a "
-            f"DeliveryTimeout (transient). Default: {DEADLINE_READS} times the read timeout, "
-            f"and at least connect + read timeout ({DEADLINE_READS * DEFAULT_TIMEOUT:g} s with "
-            "the default timeout). DNS lookups count but cannot be cut short.",
+            "description": "Seconds one attempt may take in all: connecting (TCP and TLS), "
+            "sending, the status line, headers and body of the answer, and the redirects it "
+            "follows. Enforced on the connection itself, so a receiver that trickles its answer "
+            "a byte at a time is cut off. Exceeding it is a `DeliveryTimeout` (transient). A "
+            f"finite number above 0, at most {MAX_SECONDS:g}. Default: {DEADLINE_READS} × the "
+            f"read timeout, and at least connect + read timeout "
+            f"({DEADLINE_READS * DEFAULT_TIMEOUT:g} s with the default `timeout`).",
         },
         "max_response_bytes": {
             "type": "integer",
             "minimum": 0,
-            "description": "Bytes of a response body read at most (default "
-            f"{DEFAULT_MAX_RESPONSE_BYTES} = 1 MiB). A longer body is not read: the "
-            "connection is dropped and the status still decides.",
+            "default": DEFAULT_MAX_RESPONSE_BYTES,
+            "description": "Bytes of a response body read at most (1 MiB by default). A longer "
+            "body is not read on: its connection is dropped (a new one is opened for the next "
+            "event) and the status still decides.",
         },
         "follow_redirects": {
             "type": "boolean",
-            "description": "Follow redirects (301, 302, 307, 308; 303 only for GET and HEAD), "
-            f"at most {MAX_REDIRECTS}, keeping the method and body, and sending credentials "
-            "(Authorization, Cookie, auth, cookies) only to the url's own origin. Default: "
-            "true for GET and HEAD, false for other methods. A redirect not followed is an "
-            "HTTPStatusError naming its Location, not retried.",
+            "description": "Follow redirects (301, 302, 307, 308, and 303 for GET and HEAD), "
+            f"at most {MAX_REDIRECTS} per attempt, keeping the method and the body, and sending "
+            "credentials only to the url's own origin. A redirect not followed is an "
+            "`HTTPStatusError` naming where it points, not retried. Default: `true` for GET "
+            "and HEAD, `false` for the other methods.",
         },
         "success_status": {
             "type": "array",
@@ -170,47 +184,60 @@ HTTP_SCHEMA: dict[str, Any] = {
                     {"type": "string", "pattern": "^[1-5][xX][xX]$"},
                 ]
             },
-            "description": 'Statuses counted as delivered: codes and classes like "2xx" '
-            '(default ["2xx"]).',
+            "default": ["2xx"],
+            "description": "Statuses counted as delivered: codes (100-599) and classes such as "
+            '`"2xx"`. It replaces the default, so write `["2xx", 404]` to add 404.',
         },
         "requests_kwargs": {
             **_MAPPING,
-            "description": "Passed to requests: " + ", ".join(PASSED) + "; and timeout, "
-            "allow_redirects (other names for the listener's options). auth and cert may be "
-            "YAML lists. Checked at load.",
+            "description": "Passed to requests: " + ", ".join(f"`{k}`" for k in PASSED) + "; "
+            "and `timeout` and `allow_redirects`, other names for the listener's `timeout` and "
+            "`follow_redirects` (give one name or the other, not both). "
+            + ", ".join(f"`{k}`" for k in _CONTROLLED)
+            + " are set by the listener and "
+            "refused, as are unknown keys. Every value is checked when the config is loaded.",
             "properties": {
-                "headers": {**_MAPPING, "description": "Constant headers of every request."},
+                "headers": {
+                    **_MAPPING,
+                    "description": "Constant headers of every request. Values must be "
+                    "latin-1 text without line breaks.",
+                },
                 "auth": {
                     "type": "array",
                     "minItems": 2,
                     "maxItems": 2,
-                    "description": "[user, password] for HTTP Basic auth.",
+                    "description": "`[user, password]` for HTTP Basic auth (a YAML list "
+                    "becomes the tuple requests expects); latin-1 text without line breaks.",
                 },
                 "verify": {
                     "type": ["boolean", "string"],
-                    "description": "Check TLS certificates (default true) or a CA bundle path.",
+                    "default": True,
+                    "description": "Check TLS certificates, or the path of a CA bundle to check "
+                    "them with.",
                 },
                 "cert": {
                     "type": ["string", "array"],
-                    "description": "Client certificate file, or [cert, key] files.",
+                    "description": "A client certificate file, or `[cert, key]` files.",
                 },
                 "allow_redirects": {
                     "type": "boolean",
-                    "description": "Same as the listener's `follow_redirects` (give only one "
-                    "of them).",
+                    "description": "Another name for the listener's `follow_redirects` (give "
+                    "only one of them).",
                 },
                 "proxies": {
                     **_MAPPING,
-                    "description": "Proxy URL per scheme (http, https; socks5:// needs "
-                    "requests[socks]), and no_proxy.",
+                    "description": "A proxy URL per scheme (`http`, `https`), with a valid "
+                    "host and port, and `no_proxy`. `socks5://` needs "
+                    "`pip install 'requests[socks]'`.",
                 },
                 "cookies": {
                     **_MAPPING,
-                    "description": "Cookies (name: text) sent with every request to the "
-                    "url's origin.",
+                    "description": "Cookies (name: text without control characters or `;`) "
+                    "sent with every request to the url's origin.",
                 },
                 "timeout": {
-                    "description": "Same as the listener's `timeout` (give only one of them)."
+                    "description": "Another name for the listener's `timeout` (give only one "
+                    "of them), so event-isc configs keep working."
                 },
             },
         },

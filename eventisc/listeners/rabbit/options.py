@@ -162,62 +162,99 @@ def _option(description: str, type: Any = None, **schema: Any) -> dict[str, Any]
 
 _SECONDS = {"type": ["number", "null"], "exclusiveMinimum": 0}
 _DECLARE_METHODS = {"exchange": "exchange_declare", "queue": "queue_declare", "bind": "queue_bind"}
+_DECLARE_NOTES = {
+    "exchange": "; `exchange` (the name) is required, `exchange_type` defaults to `direct` "
+    "(pika 0.x's `type` is accepted). With a queue declared too, the queue is bound to this "
+    "exchange.",
+    "queue": "; `queue` (the name) is required.",
+    "bind": "; it needs both a queue and an exchange. Default: the queue is bound with its own "
+    "name as the routing key.",
+}
 
 
 #: JSON Schema of the rabbit kind's own options.
 RABBIT_SCHEMA: dict[str, Any] = {
     "properties": {
         "url": _option(
-            "AMQP URL (amqp://user:pass@host:5672/%2F?heartbeat=60); query options as in "
-            "pika.URLParameters.", "string", minLength=1,
+            "`amqp://` or `amqps://` URL with a host: "
+            "`amqp://user:password@host:5672/%2F?heartbeat=60`. The path is the virtual host, "
+            "one segment (`/%2F` is the default virtual host `/`). Its query options are "
+            "honoured as by `pika.URLParameters` (`heartbeat`, `connection_attempts`, "
+            "`socket_timeout`, `stack_timeout`, `blocked_connection_timeout`, `ssl_options`, "
+            "...). The whole URL is checked when the config is loaded.", "string", minLength=1,
         ),
         "queue_kwargs": _option(
-            "What each new connection declares: queue (queue_declare arguments), exchange "
-            "(exchange_declare arguments; the queue is bound to it), bind (queue_bind "
-            "routing_key, arguments). Templates can read it as `queue_kwargs`.",
+            "What each new connection declares, once: `queue`, `exchange`, `bind` (below). "
+            "Templates can read it as `queue_kwargs`.",
             "object",
             additionalProperties=False,
             properties={
                 key: {
                     "type": "object",
                     **({"required": [key]} if key != "bind" else {}),
-                    "description": f"{_DECLARE_METHODS[key]} arguments: "
-                    + ", ".join(DECLARE_KEYS[key]) + ".",
+                    "description": f"`{_DECLARE_METHODS[key]}` arguments: "
+                    + ", ".join(f"`{k}`" for k in DECLARE_KEYS[key]) + _DECLARE_NOTES[key],
                 }
                 for key in DECLARE_KEYS
             },
         ),
         "publish_kwargs": _option(
-            "Templated exchange and routing_key (default: the default exchange and the "
-            "declared queue's name), and mandatory.", "object",
+            "Templated `exchange` and `routing_key` (their templates may also use "
+            "`queue_kwargs`), and `mandatory`. Without a declared queue, give a `routing_key` "
+            "or a non-default `exchange`. Declaring an exchange does not change the default: "
+            "publish to it by naming it here. Default: the default exchange `\"\"` and the "
+            "declared queue's name as the routing key.", "object",
         ),
-        "body": _option("Template of the body (default: the event data as JSON)."),
+        "body": _option(
+            "Template of the body: a rendered string or bytes is sent as it is, anything else "
+            "is encoded as JSON. Default: the event data as JSON."
+        ),
         "properties": _option(
-            "Templated message properties; default content_type application/json, "
-            "delivery_mode 2.", "object",
+            "Templated message properties, merged over the default: `content_type`, "
+            "`content_encoding`, `headers`, `delivery_mode` (1, or 2: persistent), `priority`, "
+            "`correlation_id`, `reply_to`, `expiration` (an int of milliseconds is converted), "
+            "`message_id`, `timestamp` (an int or a datetime), `type`, `user_id`, `app_id`, "
+            "`cluster_id`.", "object", default=DEFAULT_PROPERTIES,
         ),
-        "confirm": _option("Wait for publisher confirms (default true).", "boolean"),
+        "confirm": _option(
+            "Wait for the broker's publisher confirm: a delivery that succeeds means the "
+            "broker has the message.", "boolean", default=True,
+        ),
         "pipeline": _option(
-            "Background delivery with confirms publishes through one connection per "
-            "process with up to max_in_flight messages awaiting their confirm "
-            "(default true).", "boolean",
+            "In background delivery with `confirm: true`, publish through one pipelined "
+            "connection per listener and process, up to `max_in_flight` messages awaiting "
+            "their confirm, instead of the pool. Sync delivery and `eventisc spool replay` "
+            "always use the pool.", "boolean", default=True,
         ),
         "max_in_flight": _option(
-            "Unconfirmed messages at once on the pipelined connection (default 1000).",
-            "integer", minimum=1,
+            "Pipelined: messages published and not yet confirmed at once. Up to twice as many "
+            "more wait in memory; beyond that a delivery waits up to `timeout` for room, then "
+            "fails with `DeliveryTimeout`.", "integer", minimum=1, default=1000,
         ),
-        "mandatory": _option("Unroutable messages fail (default false).", "boolean"),
+        "mandatory": _option(
+            "A message no queue receives fails as `Rejected` (needs `confirm: true`).",
+            "boolean", default=False,
+        ),
         "timeout": _option(
-            "Seconds to get a pooled connection, to connect, and to get a confirm "
-            "(default 10).", "number", exclusiveMinimum=0,
+            "Seconds (a finite number above 0) allowed to get a pooled connection, to connect "
+            "(TCP, TLS and AMQP handshake), to get a confirm, and to stay blocked by a broker "
+            "memory or disk alarm.", "number", exclusiveMinimum=0, default=10,
         ),
-        "max_size": _option("Idle connections kept (default 10).", "integer", minimum=1),
+        "max_size": _option(
+            "Idle connections kept in the pool.", "integer", minimum=1, default=10,
+        ),
         "max_overflow": _option(
-            "Connections opened beyond max_size under load (default 10).", "integer",
-            minimum=0,
+            "Extra connections opened under load. At most `max_size + max_overflow` exist at "
+            "once; beyond that a delivery waits up to `timeout`, then fails with "
+            "`DeliveryTimeout`.", "integer", minimum=0, default=10,
         ),
-        "recycle": _option("Close connections older than this (seconds).", **_SECONDS),
-        "stale": _option("Close connections idle longer than this (seconds).", **_SECONDS),
+        "recycle": _option(
+            "Close connections older than this many seconds. Unset: never.", **_SECONDS,
+        ),
+        "stale": _option(
+            "Do not reuse connections idle longer than this many seconds; set it below the "
+            "heartbeat timeout if you run no heartbeat. Unset: never.", **_SECONDS,
+        ),
     },
     "required": ["url"],
 }  # fmt: skip
