@@ -105,7 +105,6 @@ def test_pipeline_is_on_by_default_with_confirms_only() -> None:
     assert listener(url, publish_kwargs={"routing_key": "q"}).delivers_async()
     assert not listener(url, publish_kwargs={"routing_key": "q"}, pipeline=False).delivers_async()
     assert not listener(url, publish_kwargs={"routing_key": "q"}, confirm=False).delivers_async()
-    assert RabbitListener.supports_async is True
     schema = RabbitListener.schema["properties"]
     assert schema["pipeline"]["type"] == "boolean"
     assert schema["max_in_flight"]["minimum"] == 1

@@ -53,7 +53,6 @@ class RabbitListener(Listener):
     """Publishes a message per event to RabbitMQ (see the module docstring)."""
 
     kind = "rabbit"
-    supports_async = True
     template_names = ("queue_kwargs",)
     schema = RABBIT_SCHEMA
 
