@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pika
@@ -46,9 +47,16 @@ class Broker:
         return self.channel.queue_declare(queue, passive=True).method.message_count
 
     def exists(self, queue: str) -> bool:
+        return self._declared(lambda channel: channel.queue_declare(queue, passive=True))
+
+    def exchange_exists(self, exchange: str) -> bool:
+        return self._declared(lambda channel: channel.exchange_declare(exchange, passive=True))
+
+    def _declared(self, declare: Callable[[Any], object]) -> bool:
+        """Whether a passive declare succeeds (on a channel of its own: a miss closes it)."""
         channel = self.connection.channel()
         try:
-            channel.queue_declare(queue, passive=True)
+            declare(channel)
         except pe.ChannelClosedByBroker:
             return False
         channel.close()

@@ -16,6 +16,7 @@ from .receiver import Receiver
 
 if TYPE_CHECKING:
     from .amqp import Broker
+    from .celery_worker import CeleryWorker
 
 #: In CI an unreachable service is a failure, never a skip.
 CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
@@ -62,6 +63,19 @@ def broker(rabbitmq_url: str) -> Iterator[Broker]:
     b = Broker(rabbitmq_url)
     yield b
     b.cleanup()
+
+
+@pytest.fixture(scope="module", params=["rabbitmq", "redis"])
+def celery_worker(request: pytest.FixtureRequest) -> Iterator[CeleryWorker]:
+    """A real Celery worker on RabbitMQ, then on Redis (see tests/celery_worker.py).
+
+    Module-scoped and parametrized, so pytest runs every test of one broker before starting
+    the other's worker: only one in-process worker may run at a time. ``@rabbitmq_only``
+    (from tests/celery_worker.py) keeps a test to RabbitMQ."""
+    from .celery_worker import broker_url, run_worker
+
+    with run_worker(request.param, broker_url(request.param)) as worker:
+        yield worker
 
 
 @pytest.fixture

@@ -15,14 +15,7 @@ from eventisc.delivery.breaker import CircuitBreaker
 from . import kinds  # noqa: F401  (registers the test kinds)
 from .faults import dead_url
 from .receiver import Response
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from .support import Clock
 
 
 def refused() -> ConnectError:
@@ -30,7 +23,7 @@ def refused() -> ConnectError:
 
 
 def test_opens_after_failures_in_a_row_then_fails_at_once():
-    clock = Clock()
+    clock = Clock(100.0)
     breaker = CircuitBreaker("hook", failures=3, reset_after=2.0, clock=clock)
     for _ in range(2):
         assert breaker.check() is None
@@ -47,7 +40,7 @@ def test_opens_after_failures_in_a_row_then_fails_at_once():
 
 
 def test_an_answer_of_any_kind_resets_the_count():
-    breaker = CircuitBreaker("hook", failures=2, reset_after=1.0, clock=Clock())
+    breaker = CircuitBreaker("hook", failures=2, reset_after=1.0, clock=Clock(100.0))
     breaker.record(refused())
     breaker.record(HTTPStatusError("HTTP 503", status=503))  # reachable: not "down"
     breaker.record(refused())
@@ -58,7 +51,7 @@ def test_an_answer_of_any_kind_resets_the_count():
 
 
 def test_after_reset_after_one_probe_goes_and_decides():
-    clock = Clock()
+    clock = Clock(100.0)
     breaker = CircuitBreaker("hook", failures=1, reset_after=2.0, clock=clock)
     breaker.record(refused())
     clock.now += 1.9

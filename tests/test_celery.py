@@ -1,34 +1,26 @@
 """The celery kind against a real Celery worker, on RabbitMQ and on Redis.
 
-Each broker gets one in-process worker (``celery.contrib.testing.worker.start_worker``) for the
-module, consuming a set of queues unique to this run; each test takes queues of its own from
-that set. The worker's tasks record what they received. eventisc's listener talks to the same
-broker through its own Celery app (``broker_url``), as a separate service would.
+Each broker gets one in-process worker for the module (the ``celery_worker`` fixture, see
+tests/celery_worker.py), consuming a set of queues unique to this run; each test takes queues
+of its own from that set. The worker's tasks record what they received. eventisc's listener
+talks to the same broker through its own Celery app (``broker_url``), as a separate service
+would.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import amqp.exceptions
 import celery
 import celery._state
-import celery.worker.state
-import kombu
 import kombu.exceptions
 import pytest
-import redis
 import redis.exceptions
-from celery.contrib.testing.worker import TestWorkController, start_worker
 
 import eventisc
 from eventisc import (
@@ -42,162 +34,19 @@ from eventisc import (
 )
 from eventisc.listeners.celery import CeleryListener, translate_error
 
-from .conftest import RABBITMQ_HOST, RABBITMQ_PORT, REDIS_HOST, REDIS_PORT, require_service
+from .celery_worker import RECORD_TASK, CeleryWorker, rabbitmq_only, run_worker
+from .conftest import RABBITMQ_PORT, REDIS_PORT
+from .driver_errors import raised_from
 from .faults import FaultRelay, free_port
-
-#: Queues each worker consumes; every test takes the ones it uses from this pool.
-QUEUES_PER_WORKER = 24
+from .support import in_child
 
 
-# -- the worker side ------------------------------------------------------------------------
-
-
-class Recorder:
-    """What the worker's tasks received, by task id."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self.calls: dict[str, dict[str, Any]] = {}
-
-    def add(self, task_id: str, record: dict[str, Any]) -> None:
-        with self._cond:
-            self.calls[task_id] = record
-            self._cond.notify_all()
-
-    def wait(self, task_id: str, timeout: float = 10) -> dict[str, Any]:
-        with self._cond:
-            if not self._cond.wait_for(lambda: task_id in self.calls, timeout):
-                pytest.fail(f"the worker did not run task {task_id} within {timeout}s")
-            return self.calls[task_id]
-
-
-def make_test_app(url: str, default_queue: str, recorder: Recorder) -> celery.Celery:
-    app = celery.Celery("eventisc-test", broker=url, set_as_current=False, fixups=[])
-    app.conf.update(
-        task_default_queue=default_queue,
-        worker_hijack_root_logger=False,
-        worker_enable_remote_control=False,
-        broker_connection_retry_on_startup=True,
-        task_ignore_result=True,
-    )
-
-    def record(self: Any, *args: Any, **kwargs: Any) -> None:
-        recorder.add(
-            self.request.id,
-            {
-                "name": self.name,
-                "args": list(args),
-                "kwargs": kwargs,
-                "queue": (self.request.delivery_info or {}).get("routing_key"),
-                "expires": self.request.expires,
-            },
-        )
-
-    for name in ("eventisc_test.record", "eventisc_test.other"):
-        app.task(name=name, bind=True, shared=False)(record)
-    return app
-
-
-class BlockingLoopWorker(TestWorkController):
-    """The test worker on Celery's blocking loop (``synloop``).
-
-    In a thread, the event-loop worker misses AMQP deliveries that py-amqp already read into
-    its buffer (a burst of tasks): they wait for the loop's next timeout, ~10 s. The blocking
-    loop drains the buffer on every turn, and notices shutdown within 2 s.
-    """
-
-    def should_use_eventloop(self) -> bool:
-        return False
-
-
-@dataclass
-class Broker:
-    name: str
-    url: str
-    app: celery.Celery
-    recorder: Recorder
-    queues: list[str] = field(default_factory=list)
-
-    def queue(self) -> str:
-        """A queue the worker consumes that no other test uses."""
-        return self.queues.pop()
-
-    def sent(self, detail: str, timeout: float = 10) -> dict[str, Any]:
-        """What the worker received for the task ``deliver`` reported as sent."""
-        assert detail.startswith("sent task "), detail
-        return self.recorder.wait(detail.split()[-1], timeout)
-
-
-def _delete_queues(url: str, queues: list[str], token: str) -> None:
-    if url.startswith("redis"):
-        client = redis.Redis.from_url(url)
-        try:
-            for key in client.scan_iter(match=f"*{token}*"):
-                client.delete(key)
-        finally:
-            client.close()
-        return
-    with kombu.Connection(url, connect_timeout=5) as conn:
-        channel = conn.default_channel
-        for queue in queues:
-            channel.queue_delete(queue)
-            channel.exchange_delete(queue)
-
-
-def _run_worker(name: str, url: str) -> Iterator[Broker]:
-    token = uuid.uuid4().hex[:12]
-    queues = [f"eventisc-test-{token}-{i}" for i in range(QUEUES_PER_WORKER)]
-    recorder = Recorder()
-    app = make_test_app(url, queues[0], recorder)
-    previous = celery._state.default_app
-    root = logging.getLogger()
-    root_level, root_handlers = root.level, list(root.handlers)
-    try:
-        with start_worker(
-            app,
-            perform_ping_check=False,  # no celery.ping task: our tasks say the worker runs
-            queues=queues,
-            hostname=f"eventisc-test-{token}@localhost",
-            shutdown_timeout=30,
-            WorkController=BlockingLoopWorker,
-        ):
-            # start_worker set up logging as a worker does (root at ERROR, a stderr handler):
-            # undo it, for caplog and for the tests that run after this module.
-            root.setLevel(root_level)
-            root.handlers[:] = root_handlers
-            yield Broker(name, url, app, recorder, queues[1:])
-            # Stop now rather than at the loop's next 2 s timeout: set the flag start_worker
-            # sets on exit, then wake the loop with a message.
-            celery.worker.state.should_terminate = 0
-            app.send_task("eventisc_test.other", args=["wake up"], queue=queues[0])
-    finally:
-        celery._state.set_default_app(previous)  # start_worker made the test app the default
-        _delete_queues(url, queues, token)
-
-
-@pytest.fixture(scope="module", params=["rabbitmq", "redis"])
-def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    """A worker on one broker. Module-scoped and parametrized, so pytest runs every test of
-    one broker before starting the other's worker: two in-process workers at once share
-    Celery's global state (event loop, shutdown flag) and stall each other."""
-    if request.param == "rabbitmq":
-        require_service("RabbitMQ", RABBITMQ_HOST, RABBITMQ_PORT)
-        url = f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}//"
-    else:
-        require_service("Redis", REDIS_HOST, REDIS_PORT)
-        url = f"redis://{REDIS_HOST}:{REDIS_PORT}/15"
-    yield from _run_worker(request.param, url)
-
-
-#: For tests about one broker only.
-rabbitmq_only = pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
-
-
-def celery_listener(broker: Broker | None = None, **options: Any) -> CeleryListener:
+def celery_listener(worker: CeleryWorker | None = None, **options: Any) -> CeleryListener:
+    """A celery listener sending ``RECORD_TASK``, to ``worker``'s broker if one is given."""
     options.setdefault("event_name", "e")
-    options.setdefault("task_name", "eventisc_test.record")
-    if broker is not None:
-        options.setdefault("broker_url", broker.url)
+    options.setdefault("task_name", RECORD_TASK)
+    if worker is not None:
+        options.setdefault("broker_url", worker.url)
     listener = CeleryListener.from_config({"kind": "celery", **options})
     assert isinstance(listener, CeleryListener)
     return listener
@@ -219,26 +68,33 @@ def send(listener: CeleryListener, event_name: str, event_data: Any) -> str:
 # -- delivering to a real worker --------------------------------------------------------------
 
 
-def test_task_runs_with_the_rendered_args_and_kwargs(broker, listeners):
-    queue = broker.queue()
+def test_only_one_worker_runs_at_a_time(celery_worker):
+    # Two in-process workers would stall each other (tests/celery_worker.py): refused.
+    with pytest.raises(RuntimeError, match="already runs"):
+        with run_worker(celery_worker.name, celery_worker.url):
+            pass
+
+
+def test_task_runs_with_the_rendered_args_and_kwargs(celery_worker, listeners):
+    queue = celery_worker.queue()
     listener = celery_listener(
-        broker,
+        celery_worker,
         queue=queue,
         task_args=["{event_name}", "{event_data['n']}", "n={event_data['n']}"],
         task_kwargs={"user": "{event_data['user']}", "fixed": [1, "two"]},
     )
     listeners.append(listener)
     detail = send(listener, "user_created", {"n": 42, "user": {"id": 7, "tags": ["a"]}})
-    received = broker.sent(detail)
+    received = celery_worker.sent(detail)
     assert received["name"] == "eventisc_test.record"
     assert received["args"] == ["user_created", 42, "n=42"]
     assert received["kwargs"] == {"user": {"id": 7, "tags": ["a"]}, "fixed": [1, "two"]}
     assert received["queue"] == queue
 
 
-def test_default_kwargs_from_an_event_isc_yaml_config(broker, tmp_path):
+def test_default_kwargs_from_an_event_isc_yaml_config(celery_worker, tmp_path):
     # Given event-isc's README config, unquoted templates included (YAML reads them as maps)
-    queue = broker.queue()
+    queue = celery_worker.queue()
     config = tmp_path / "eventisc.yaml"
     config.write_text(
         "name_prefix: myapp.\n"
@@ -247,7 +103,7 @@ def test_default_kwargs_from_an_event_isc_yaml_config(broker, tmp_path):
         "  event_name_regex: myapp[.].*_created\n"
         f"  queue: {queue}\n"
         "  task_name: eventisc_test.record\n"
-        f"  broker_url: {broker.url}\n"
+        f"  broker_url: {celery_worker.url}\n"
         "  task_kwargs:\n"
         "    event_name: {event_name}\n"
         "    event_data: {event_data}\n"
@@ -255,62 +111,61 @@ def test_default_kwargs_from_an_event_isc_yaml_config(broker, tmp_path):
         "  event_name: myapp.foo_created\n"
         f"  queue: {queue}\n"
         "  task_name: eventisc_test.other\n"
-        f"  broker_url: {broker.url}\n"
+        f"  broker_url: {celery_worker.url}\n"
     )
     with eventisc.create_app(config_file=str(config), raise_errors=True) as app:
-        before = set(broker.recorder.calls)
+        before = celery_worker.recorder.ids()
         assert app.trigger("foo_created", {"foo": "bar"}) == 2
-        deadline = time.monotonic() + 10
-        while len(set(broker.recorder.calls) - before) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    received = [broker.recorder.calls[i] for i in set(broker.recorder.calls) - before]
+        received = celery_worker.recorder.wait_new(before, 2)
     expected = {"event_name": "myapp.foo_created", "event_data": {"foo": "bar"}}
     assert sorted(r["name"] for r in received) == ["eventisc_test.other", "eventisc_test.record"]
     assert all(r["kwargs"] == expected and r["args"] == [] for r in received)
 
 
-def test_event_data_as_the_keyword_arguments(broker, listeners):
-    listener = celery_listener(broker, queue=broker.queue(), task_kwargs="**event_data")
+def test_event_data_as_the_keyword_arguments(celery_worker, listeners):
+    listener = celery_listener(
+        celery_worker, queue=celery_worker.queue(), task_kwargs="**event_data"
+    )
     listeners.append(listener)
-    received = broker.sent(send(listener, "e", {"user_id": 3, "email": "a@example.com"}))
+    received = celery_worker.sent(send(listener, "e", {"user_id": 3, "email": "a@example.com"}))
     assert received["kwargs"] == {"user_id": 3, "email": "a@example.com"}
     assert received["args"] == []
 
 
-def test_templated_task_name_and_queue(broker, listeners):
-    queue = broker.queue()
+def test_templated_task_name_and_queue(celery_worker, listeners):
+    queue = celery_worker.queue()
     listener = celery_listener(
-        broker,
+        celery_worker,
         task_name="eventisc_test.{event_data['handler']}",
         queue="{event_data['queue']}",
         task_args=["{event_data['queue']}"],
     )
     listeners.append(listener)
-    received = broker.sent(send(listener, "e", {"handler": "other", "queue": queue}))
+    received = celery_worker.sent(send(listener, "e", {"handler": "other", "queue": queue}))
     assert received["name"] == "eventisc_test.other"
     assert received["queue"] == queue
 
 
 @rabbitmq_only
-def test_send_task_kargs_alias_reaches_send_task(broker, listeners):
+def test_send_task_kargs_alias_reaches_send_task(celery_worker, listeners):
     listener = celery_listener(
-        broker, queue=broker.queue(), send_task_kargs={"expires": 600, "priority": 3}
+        celery_worker, queue=celery_worker.queue(), send_task_kargs={"expires": 600, "priority": 3}
     )
     listeners.append(listener)
     assert listener.send_task_kwargs == {"expires": 600, "priority": 3}
-    received = broker.sent(send(listener, "e", {}))
+    received = celery_worker.sent(send(listener, "e", {}))
     assert received["expires"] is not None  # the worker got the expiry send_task set
 
 
 @rabbitmq_only
-def test_current_app_is_resolved_at_delivery(broker):
-    listener = celery_listener(None, queue=broker.queue(), task_args=["{event_data}"])
+def test_current_app_is_resolved_at_delivery(celery_worker):
+    listener = celery_listener(None, queue=celery_worker.queue(), task_args=["{event_data}"])
     assert listener.describe().endswith("(current_app)")
     previous = celery.current_app._get_current_object()
-    broker.app.set_current()  # after the listener was built: the lookup is per delivery
+    celery_worker.app.set_current()  # after the listener was built: the lookup is per delivery
     try:
-        assert listener.celery_app() is broker.app
-        received = broker.sent(send(listener, "e", {"via": "current_app"}))
+        assert listener.celery_app() is celery_worker.app
+        received = celery_worker.sent(send(listener, "e", {"via": "current_app"}))
     finally:
         previous.set_current()
     assert received["args"] == [{"via": "current_app"}]
@@ -331,35 +186,37 @@ def test_current_app_without_a_broker_warns_once(caplog, monkeypatch):
     assert len(warnings) == 1 and "set_default()" in warnings[0].getMessage()
 
 
-def test_own_app_ignores_celery_broker_url_environment(broker, listeners, monkeypatch):
+def test_own_app_ignores_celery_broker_url_environment(celery_worker, listeners, monkeypatch):
     # CELERY_BROKER_URL is the *host* worker's setting in docker-compose files: it must not
     # redirect a listener that names its own broker.
     monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:1//")
     monkeypatch.setenv("CELERY_BROKER_WRITE_URL", "amqp://guest:guest@127.0.0.1:1//")
-    listener = celery_listener(broker, queue=broker.queue(), timeout=2)
+    listener = celery_listener(celery_worker, queue=celery_worker.queue(), timeout=2)
     listeners.append(listener)
-    assert broker.sent(send(listener, "e", {}))["name"] == "eventisc_test.record"
+    assert celery_worker.sent(send(listener, "e", {}))["name"] == "eventisc_test.record"
 
 
 @rabbitmq_only
-def test_listeners_share_one_app_per_broker_and_timeout(broker, listeners):
-    queue = broker.queue()
-    first = celery_listener(broker, queue=queue)
-    second = celery_listener(broker, queue=queue, task_name="eventisc_test.other")
-    other_timeout = celery_listener(broker, queue=queue, timeout=3)
+def test_listeners_share_one_app_per_broker_and_timeout(celery_worker, listeners):
+    queue = celery_worker.queue()
+    first = celery_listener(celery_worker, queue=queue)
+    second = celery_listener(celery_worker, queue=queue, task_name="eventisc_test.other")
+    other_timeout = celery_listener(celery_worker, queue=queue, timeout=3)
     listeners += [first, second, other_timeout]
     app = first.celery_app()
     assert second.celery_app() is app
     assert other_timeout.celery_app() is not app
     first.close()  # the app stays open for the other listener
-    assert broker.sent(send(second, "e", {}))["name"] == "eventisc_test.other"
+    assert celery_worker.sent(send(second, "e", {}))["name"] == "eventisc_test.other"
     second.close()  # the last user closed it; using a listener again opens a new one
     assert first.celery_app() is not app
-    assert broker.sent(send(first, "e", {}))["name"] == "eventisc_test.record"
+    assert celery_worker.sent(send(first, "e", {}))["name"] == "eventisc_test.record"
 
 
-def test_many_threads_deliver_through_one_listener(broker, listeners):
-    listener = celery_listener(broker, queue=broker.queue(), task_args=["{event_data}"])
+def test_many_threads_deliver_through_one_listener(celery_worker, listeners):
+    listener = celery_listener(
+        celery_worker, queue=celery_worker.queue(), task_args=["{event_data}"]
+    )
     listeners.append(listener)
     details: list[str] = []
     errors: list[BaseException] = []
@@ -377,41 +234,33 @@ def test_many_threads_deliver_through_one_listener(broker, listeners):
     for t in threads:
         t.join(30)
     assert not errors
-    received = sorted(broker.sent(d)["args"][0] for d in details)
+    received = sorted(celery_worker.sent(d)["args"][0] for d in details)
     assert received == sorted(n * 10 + i for n in range(16) for i in range(5))
 
 
 @rabbitmq_only
-def test_forked_child_opens_its_own_connection(broker, listeners):
-    listener = celery_listener(broker, queue=broker.queue(), task_args=["{event_data}"])
+def test_forked_child_opens_its_own_connection(celery_worker, listeners):
+    listener = celery_listener(
+        celery_worker, queue=celery_worker.queue(), task_args=["{event_data}"]
+    )
     listeners.append(listener)
-    broker.sent(send(listener, "e", "parent before"))
+    celery_worker.sent(send(listener, "e", "parent before"))
     parent_app = listener.celery_app()
     parent_pool = parent_app.pool
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, never return into pytest
-        code = 1
-        try:
-            signal.alarm(20)
-            app = listener.celery_app()
-            fresh = app is not parent_app and app.pool is not parent_pool
-            detail = send(listener, "e", "child")
-            os.write(write_end, f"{fresh} {detail}".encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    report = os.read(read_end, 200).decode()
-    os.close(read_end)
-    assert os.waitstatus_to_exitcode(status) == 0, report
+
+    def child() -> str:
+        app = listener.celery_app()
+        fresh = app is not parent_app and app.pool is not parent_pool
+        return f"{fresh} {send(listener, 'e', 'child')}"
+
+    code, report = in_child(child)
+    assert code == 0, report
     fresh, detail = report.split(" ", 1)
     assert fresh == "True"
-    assert broker.sent(detail)["args"] == ["child"]
+    assert celery_worker.sent(detail)["args"] == ["child"]
     # The parent's pooled connection was not touched by the child: it still works.
     assert listener.celery_app() is parent_app
-    assert broker.sent(send(listener, "e", "parent after"))["args"] == ["parent after"]
+    assert celery_worker.sent(send(listener, "e", "parent after"))["args"] == ["parent after"]
 
 
 # -- failures ---------------------------------------------------------------------------------
@@ -447,24 +296,26 @@ def test_broker_down_is_a_connect_error_within_the_timeout(url):
     assert "127.0.0.1" in str(error) and "secret" not in str(error)
 
 
-def test_silent_broker_and_dead_pooled_connection_are_bounded(broker, listeners):
+def test_silent_broker_and_dead_pooled_connection_are_bounded(celery_worker, listeners):
     # Given a listener whose pooled connection works...
-    proxy = FaultRelay(("127.0.0.1", RABBITMQ_PORT if broker.name == "rabbitmq" else REDIS_PORT))
+    proxy = FaultRelay(
+        ("127.0.0.1", RABBITMQ_PORT if celery_worker.name == "rabbitmq" else REDIS_PORT)
+    )
     url = (
         f"redis://{proxy.address}/15"
-        if broker.name == "redis"
+        if celery_worker.name == "redis"
         else f"amqp://guest:guest@{proxy.address}//"
     )
     try:
         listener = celery_listener(
             None,
             broker_url=url,
-            queue=broker.queue(),
+            queue=celery_worker.queue(),
             task_args=["{event_data}"],
             timeout=1.2,
         )
         listeners.append(listener)
-        assert broker.sent(send(listener, "e", "before"))["args"] == ["before"]
+        assert celery_worker.sent(send(listener, "e", "before"))["args"] == ["before"]
         # ...when the broker stops answering (half-open connection, hung broker),
         proxy.mode = "stall"
         for _ in range(2):  # the pooled connection, then a new one that gets no answer
@@ -476,15 +327,15 @@ def test_silent_broker_and_dead_pooled_connection_are_bounded(broker, listeners)
         proxy.reset_links()
         proxy.mode = "forward"
         # then the next delivery reconnects and the task runs.
-        assert broker.sent(send(listener, "e", "after"))["args"] == ["after"]
+        assert celery_worker.sent(send(listener, "e", "after"))["args"] == ["after"]
     finally:
         proxy.close()
 
 
 @rabbitmq_only
-def test_unserializable_arguments_are_a_template_error(broker, listeners):
+def test_unserializable_arguments_are_a_template_error(celery_worker, listeners):
     listener = celery_listener(
-        broker, queue=broker.queue(), task_kwargs={"obj": "{event_data['obj']}"}
+        celery_worker, queue=celery_worker.queue(), task_kwargs={"obj": "{event_data['obj']}"}
     )
     listeners.append(listener)
     notification = listener.render("e", {"obj": object()})  # render does not encode
@@ -582,28 +433,24 @@ def test_missing_task_name_in_python_is_a_config_error():
     assert info.value.path == "task_name"
 
 
-def _raised(exc: BaseException, cause: BaseException) -> BaseException:
-    """``exc`` raised ``from cause``, as kombu's ``_reraise_as_library_errors`` does."""
-    try:
-        raise exc from cause
-    except BaseException as raised:
-        return raised
-
-
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
         (
-            _raised(kombu.exceptions.OperationalError("refused"), ConnectionRefusedError(111, "x")),
+            raised_from(
+                kombu.exceptions.OperationalError("refused"), ConnectionRefusedError(111, "x")
+            ),
             ConnectError,
         ),
         (
-            _raised(kombu.exceptions.OperationalError("t"), socket.timeout("timed out")),
+            raised_from(kombu.exceptions.OperationalError("t"), socket.timeout("timed out")),
             DeliveryTimeout,
         ),
         (kombu.exceptions.OperationalError("no cause"), ConnectError),
         (
-            _raised(kombu.exceptions.OperationalError("pool"), kombu.exceptions.LimitExceeded(10)),
+            raised_from(
+                kombu.exceptions.OperationalError("pool"), kombu.exceptions.LimitExceeded(10)
+            ),
             DeliveryTimeout,
         ),
         (amqp.exceptions.ConnectionError("lost"), ConnectError),

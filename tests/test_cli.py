@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import re
+
+import pytest
 
 import eventisc
 
 from .receiver import Response
-
-
-def run(*args, env=None, timeout=60):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTISC_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "eventisc", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+from .support import run_cli
 
 
 def config(tmp_path, receiver_url, extra=""):
@@ -46,7 +35,7 @@ listeners:
 
 
 def test_check_lists_listeners(tmp_path, receiver):
-    result = run("check", config(tmp_path, "http://user:secret@127.0.0.1:9"))
+    result = run_cli("check", config(tmp_path, "http://user:secret@127.0.0.1:9"))
     assert result.returncode == 0, result.stderr
     assert "OK, 2 listener(s)" in result.stdout
     assert "welcome  [http]  name  myapp.user_created" in result.stdout
@@ -56,7 +45,7 @@ def test_check_lists_listeners(tmp_path, receiver):
 
 def test_check_uses_eventisc_config_by_default(tmp_path, receiver):
     path = config(tmp_path, receiver.url)
-    result = run("check", env={"EVENTISC_CONFIG": path})
+    result = run_cli("check", env={"EVENTISC_CONFIG": path})
     assert result.returncode == 0, result.stderr
     assert path in result.stdout
 
@@ -64,7 +53,7 @@ def test_check_uses_eventisc_config_by_default(tmp_path, receiver):
 def test_check_fails_with_the_config_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("listeners:\n- {kind: http, event_name: e, url: 'http://x/{event_data[a'}\n")
-    result = run("check", str(path))
+    result = run_cli("check", str(path))
     assert result.returncode == 1
     assert f"{path}: listeners[0].url: template" in result.stderr
     assert "missing a closing `}`" in result.stderr
@@ -72,24 +61,24 @@ def test_check_fails_with_the_config_error(tmp_path):
 
 
 def test_check_without_any_config():
-    result = run("check")
+    result = run_cli("check")
     assert result.returncode == 1
     assert "EVENTISC_CONFIG" in result.stderr
 
 
 def test_routes(tmp_path, receiver):
     path = config(tmp_path, receiver.url)
-    result = run("routes", path, "user_created")
+    result = run_cli("routes", path, "user_created")
     assert result.returncode == 0
     assert "'myapp.user_created' reaches 2 listener(s)" in result.stdout
     assert "if its filter keeps the event" in result.stdout
-    result = run("routes", path, "order_paid")
+    result = run_cli("routes", path, "order_paid")
     assert "no listener hears 'myapp.order_paid'" in result.stdout
 
 
 def test_trigger_delivers_and_prints_each_outcome(tmp_path, receiver):
     path = config(tmp_path, receiver.url)
-    result = run("trigger", path, "user_created", "--data", json.dumps({"user": {"id": 7}}))
+    result = run_cli("trigger", path, "user_created", "--data", json.dumps({"user": {"id": 7}}))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "welcome [http]" in result.stdout
     assert "delivered" in result.stdout
@@ -102,7 +91,7 @@ def test_trigger_delivers_and_prints_each_outcome(tmp_path, receiver):
 def test_trigger_dry_run_sends_nothing(tmp_path, receiver):
     path = config(tmp_path, receiver.url)
     data = json.dumps({"user": {"id": 7}, "vip": True})
-    result = run("trigger", path, "user_created", "--data", data, "--dry-run")
+    result = run_cli("trigger", path, "user_created", "--data", data, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("not sent (dry-run)") == 2
     assert "/welcome" in result.stdout
@@ -112,30 +101,31 @@ def test_trigger_dry_run_sends_nothing(tmp_path, receiver):
 def test_trigger_exits_1_when_a_delivery_fails(tmp_path, receiver):
     receiver.respond(Response(status=500, body=b"boom"))
     path = config(tmp_path, receiver.url)
-    result = run("trigger", path, "user_created", "--data", '{"user": {"id": 1}}')
+    result = run_cli("trigger", path, "user_created", "--data", '{"user": {"id": 1}}')
     assert result.returncode == 1
     assert "FAILED" in result.stdout and "500" in result.stdout
 
 
 def test_trigger_rejects_bad_json_data(tmp_path, receiver):
-    result = run("trigger", config(tmp_path, receiver.url), "x", "--data", "{nope")
+    result = run_cli("trigger", config(tmp_path, receiver.url), "x", "--data", "{nope")
     assert result.returncode == 2
     assert "--data is not valid JSON" in result.stderr
 
 
 def test_schema_prints_json_schema():
-    result = run("schema")
+    result = run_cli("schema")
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     assert schema["title"] == "eventisc configuration"
 
 
 def test_usage_error_exits_2():
-    assert run("frobnicate").returncode == 2
+    assert run_cli("frobnicate").returncode == 2
 
 
-def test_demo_with_rabbitmq_and_celery(rabbitmq_url):
-    result = run("demo", "--amqp-url", rabbitmq_url, timeout=120)
+def test_demo_with_rabbitmq_and_celery(broker):
+    result = run_cli("demo", "--amqp-url", broker.url, timeout=120)
+    forget_demo_names(broker, result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "HTTP POST /send-welcome/?source=shop.user_created" in result.stdout
     assert "HTTP PUT /orders/1001" in result.stdout
@@ -144,8 +134,31 @@ def test_demo_with_rabbitmq_and_celery(rabbitmq_url):
     assert "Every expected notification arrived." in result.stdout
 
 
+def forget_demo_names(broker, stdout):
+    """The demo's queue names in its output; the broker fixture deletes them (queues and
+    exchanges) after the test."""
+    names = set(re.findall(r"eventisc-demo-(?:audit|tasks)-[0-9-]+", stdout))
+    broker.queues += names
+    broker.exchanges += names
+    return names
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="eventisc/demo.py _drain() deletes the task queue but not the direct exchange "
+    "Celery declared with the queue's name: every demo run leaves one on the broker",
+)
+def test_demo_leaves_nothing_on_the_broker(broker):
+    result = run_cli("demo", "--amqp-url", broker.url, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = forget_demo_names(broker, result.stdout)
+    assert len(names) == 2, result.stdout
+    left = [n for n in sorted(names) if broker.exists(n) or broker.exchange_exists(n)]
+    assert left == [], f"the demo left {left} on RabbitMQ"
+
+
 def test_demo_without_a_broker_says_so():
-    result = run("demo", "--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2F")
+    result = run_cli("demo", "--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2F")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "RabbitMQ not reachable at 127.0.0.1:1" in result.stdout
     assert "skipping the rabbit and celery listeners" in result.stdout
@@ -161,7 +174,7 @@ def test_dry_run_output_and_log_mask_passwords(tmp_path, receiver, caplog):
         "    headers: {Authorization: 'Bearer t0ken', X-Trace: keep}\n"
     )
     # when the command line shows what it would send,
-    result = run("trigger", str(path), "e", "--dry-run")
+    result = run_cli("trigger", str(path), "e", "--dry-run")
     assert result.returncode == 0, result.stderr
     # then the password and the token are masked, and the rest is shown;
     assert "s3cret" not in result.stdout and "t0ken" not in result.stdout

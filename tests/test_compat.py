@@ -7,8 +7,6 @@ A kind written for event-isc renders its own templated options with ``self.forma
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlencode
@@ -21,6 +19,7 @@ from eventisc import template as template_module
 from eventisc.listeners.base import FORMAT_TEMPLATES
 
 from .kinds import DecliningListener, RecordingListener, TemplatedListener
+from .support import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,11 +94,7 @@ def test_readme_dry_run_counts_both_listeners(tmp_path, monkeypatch, receiver):
 
 
 def test_example_config_of_the_repository_is_valid():
-    result = subprocess.run(
-        [sys.executable, "-m", "eventisc", "check", str(ROOT / "examples" / "config.yaml")],
-        capture_output=True,
-        text=True,
-    )
+    result = run_cli("check", str(ROOT / "examples" / "config.yaml"))
     assert result.returncode == 0, result.stderr
     assert "OK, 3 listener(s)" in result.stdout
 

@@ -10,12 +10,12 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 
 import eventisc
 from eventisc._fork import on_fork, register
 
 from .receiver import Receiver, Response
+from .support import in_child
 
 SCRIPT = textwrap.dedent(
     """
@@ -114,20 +114,7 @@ def test_registered_objects_and_callbacks_are_reset_in_the_child_only():
     counter = register(_Counter())
     calls: list[int] = []
     on_fork(lambda: calls.append(os.getpid()))
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.write(write, json.dumps([counter.resets, len(calls)]).encode())
-        os._exit(0)
-    os.close(write)
-    deadline = time.monotonic() + 10
-    data = b""
-    while time.monotonic() < deadline:
-        chunk = os.read(read, 100)
-        if not chunk:
-            break
-        data += chunk
-    os.waitpid(pid, 0)
-    os.close(read)
-    assert json.loads(data) == [1, 1]
+    code, report = in_child(lambda: json.dumps([counter.resets, len(calls)]))
+    assert code == 0, report
+    assert json.loads(report) == [1, 1]
     assert counter.resets == 0 and calls == []  # the parent is untouched

@@ -34,7 +34,7 @@ from eventisc.listeners.http import HttpListener, parse_retry_after, translate_e
 
 from .faults import free_port
 from .receiver import Response
-from .support import failure, http
+from .support import failure, http, in_child
 
 # -- bodies, queries, headers --------------------------------------------------------------------
 
@@ -447,15 +447,7 @@ def test_close_drops_connections_and_the_next_delivery_reconnects(receiver):
 def test_a_forked_child_opens_its_own_connection(receiver):
     app = eventisc.create_app(listeners=[http(receiver.url)])
     assert app.trigger("e", {"who": "parent"}) == 1
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 1
-        try:
-            code = 0 if app.trigger("e", {"who": "child"}) == 1 else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert in_child(lambda: app.trigger("e", {"who": "child"})) == (0, "1")
     assert app.trigger("e", {"who": "parent"}) == 1
     parent1, child, parent2 = receiver.wait_for(3)
     assert child.client != parent1.client

@@ -15,6 +15,8 @@ import pytest
 
 from eventisc.pool import PoolStats, PoolTimeout, QueuedPool
 
+from .support import wait_for_child
+
 
 class Resource:
     def __init__(self, number: int, log: Path | None = None):
@@ -356,8 +358,7 @@ def test_a_forked_child_forgets_the_parents_items_without_closing_them(tmp_path:
             os._exit(code)
     release.set()
     holder.join()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_for_child(pid) == 0
     assert result.read_text() == "0 3 True"  # empty after fork; made and closed its own
     closed = log.read_text().splitlines() if log.exists() else []
     assert closed == [f"{pid} closed 3"]  # the child closed only its own item

@@ -6,7 +6,6 @@ to stall or cut the link: a real network fault on a real broker, pika itself is 
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import socket
@@ -36,7 +35,9 @@ from eventisc.pool import PoolTimeout
 
 from .amqp import Broker, rabbit_relay, relay_url
 from .conftest import rabbitmqctl
+from .driver_errors import classes_of
 from .faults import free_port
+from .support import User, in_child
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -146,11 +147,7 @@ def test_translate_error_covers_every_pika_exception() -> None:
         pe.ShortStringTooLong: (DeliveryError, "cannot publish"),
         pe.DuplicateGetOkCallback: (DeliveryError, "cannot publish"),
     }
-    known = {
-        cls
-        for _, cls in inspect.getmembers(pe, inspect.isclass)
-        if issubclass(cls, Exception) and cls.__module__ == pe.__name__
-    }
+    known = set(classes_of(pe))
     assert known - set(expected) == set(), "a pika exception without a decided mapping"
     for cls, (error_cls, text) in expected.items():
         if cls in (pe.UnroutableError, pe.NackError):
@@ -233,11 +230,7 @@ def test_translate_error_covers_every_error_of_pikas_connection_workflow() -> No
     # A connect that did not complete (refused, timed out in the TCP, TLS or AMQP phase) is
     # transient; a refused login stays Rejected; pika's own state errors are not transient.
     expected = _workflow_errors()
-    known = {
-        cls
-        for _, cls in inspect.getmembers(cw, inspect.isclass)
-        if issubclass(cls, BaseException) and cls.__module__ == cw.__name__
-    }
+    known = set(classes_of(cw))
     assert known - set(expected) == set(), "a connection-workflow error without a decision"
     for cls, (exc, error_cls, text) in expected.items():
         error = translate_error(exc, "h:5672", timeout=3)
@@ -527,12 +520,6 @@ def test_body_template_and_properties(broker: Broker) -> None:
     )
 
 
-class User:
-    def __init__(self, id: int, email: str):
-        self.id = id
-        self.email = email
-
-
 def test_unencodable_event_data_is_a_template_error_naming_the_listener(broker: Broker) -> None:
     queue = broker.name()
     app = make_app(broker.url, name="audit", queue_kwargs={"queue": {"queue": queue}})
@@ -769,17 +756,13 @@ def test_a_forked_child_uses_its_own_connection(broker: Broker) -> None:
     app = make_app(broker.url, queue_kwargs={"queue": {"queue": queue}})
     pool = app.listeners[0].pool
     assert app.trigger("user_created", {"who": "parent"}) == 1
-    pid = os.fork()
-    if pid == 0:  # child: never touch the parent's socket
-        code = 1
-        try:
-            ok = app.trigger("user_created", {"who": "child"}) == 1
-            app.close()
-            code = 0 if ok and pool.stats().created == 1 else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> str:  # never touches the parent's socket
+        sent = app.trigger("user_created", {"who": "child"})
+        app.close()
+        return f"sent {sent}, created {pool.stats().created}"
+
+    assert in_child(child) == (0, "sent 1, created 1")
     with app:
         assert app.trigger("user_created", {"who": "parent"}) == 1
         assert pool.stats().created == 1  # the parent's connection survived the child

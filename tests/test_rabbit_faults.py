@@ -8,7 +8,6 @@ gone. Setting it back to ``forward`` heals the fault. pika itself is never patch
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from eventisc.spool import Spool
 
 from .amqp import Broker, rabbit_relay, relay_url
 from .faults import FaultRelay
+from .support import wait_for
 
 #: Seconds a connect may take before it counts as failed: short, so the tests stay fast.
 TIMEOUT = 1
@@ -44,13 +44,6 @@ def rabbit(url: str, queue: str, **options: Any) -> dict[str, Any]:
         "timeout": TIMEOUT,
         **options,
     }
-
-
-def wait_for(predicate: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 # -- sync delivery (and `eventisc spool replay`, which calls deliver) ------------------------
@@ -95,7 +88,7 @@ def test_messages_sent_during_a_stalled_handshake_arrive_once_it_heals(
     try:
         # Given 20 messages whose first attempts hit the stalled handshake...
         deliveries: list[Delivery] = [d for i in range(20) for d in app.dispatch("e", {"n": i})]
-        wait_for(lambda: all(d.attempts >= 2 or d.done for d in deliveries))
+        wait_for(lambda: all(d.attempts >= 2 or d.done for d in deliveries), 15)
         # ...they wait for another attempt rather than going dead to the spool.
         assert [d for d in deliveries if d.done] == []
         # When the link heals, every one of them is delivered.

@@ -26,6 +26,7 @@ from eventisc.listeners.rabbit import session as rabbit_session
 
 from .amqp import Broker, rabbit_relay, relay_url
 from .faults import FaultRelay, free_port
+from .support import in_child, wait_for
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -81,13 +82,6 @@ def queued_numbers(broker: Broker, queue: str) -> list[int]:
         found.append(json.loads(body)["n"])
     broker.channel.cancel()
     return found
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -382,21 +376,17 @@ def test_a_forked_child_publishes_on_its_own_connection(broker: Broker) -> None:
     assert publisher is not None
     session = publisher._session
     assert session is not None
-    pid = os.fork()
-    if pid == 0:  # child: never touch the parent's connection
-        code = 1
-        try:
-            fresh = publisher._session is None and publisher.state == "idle"
-            child = Outcomes(1)
-            lst.deliver_async(lst.render("e", {"n": 1}), child.done(0))
-            child.wait(10)
-            ok = child.confirmed() == {0} and publisher._session is not session
-            lst.close()
-            code = 0 if fresh and ok else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> str:  # never touches the parent's connection
+        fresh = publisher._session is None and publisher.state == "idle"
+        mine = Outcomes(1)
+        lst.deliver_async(lst.render("e", {"n": 1}), mine.done(0))
+        mine.wait(10)
+        ok = mine.confirmed() == {0} and publisher._session is not session
+        lst.close()
+        return f"fresh {fresh}, confirmed on its own session {ok}"
+
+    assert in_child(child) == (0, "fresh True, confirmed on its own session True")
     lst.deliver_async(lst.render("e", {"n": 2}), outcomes.done(1))
     outcomes.wait()
     assert publisher._session is session  # the parent's connection survived the child

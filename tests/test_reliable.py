@@ -20,6 +20,7 @@ from eventisc.spool import Spool
 
 from .conftest import rabbitmqctl
 from .receiver import Receiver, Response
+from .support import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,12 +37,6 @@ def write_config(tmp_path, url, *, spool=None, **top):
     path = tmp_path / "events.json"
     path.write_text(json.dumps(config))
     return str(path), spool
-
-
-def cli(*args, timeout=60):
-    return subprocess.run(
-        [sys.executable, "-m", "eventisc", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_sync_failure_after_retries_is_kept_as_a_dead_letter(tmp_path, receiver):
@@ -99,11 +94,11 @@ def test_close_spools_what_is_left_and_spool_replay_delivers_it(tmp_path):
         left = spool.entries()
         assert left and all(e.state == "pending" and e.reason == "shutdown" for e in left)
         assert all(e.owner is None for e in left)
-        listed = cli("spool", "list", config)
+        listed = run_cli("spool", "list", config)
         assert listed.returncode == 0, listed.stderr
         assert f"{len(left)} notification(s)" in listed.stdout
         slow.default = Response()
-        replay = cli("spool", "replay", config)
+        replay = run_cli("spool", "replay", config)
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert f"{len(left)} delivered, 0 kept" in replay.stdout
         assert spool.count() == 0
@@ -122,27 +117,27 @@ def test_spool_commands_filter_show_and_purge(tmp_path, receiver):
     app.close()
     spool = Spool(spool_path)
     first = spool.entries()[0]
-    shown = cli("spool", "show", config, str(first.id))
+    shown = run_cli("spool", "show", config, str(first.id))
     assert shown.returncode == 0
     assert json.loads(shown.stdout)["notification"]["listener"] == "hook"
-    assert "no entry 999" in cli("spool", "show", config, "999").stdout
-    assert "0 notification(s)" in cli("spool", "list", config, "--listener", "other").stdout
-    assert "0 notification(s)" in cli("spool", "list", config, "--older-than", "1h").stdout
-    failed = cli("spool", "replay", config, "--id", str(first.id))
+    assert "no entry 999" in run_cli("spool", "show", config, "999").stdout
+    assert "0 notification(s)" in run_cli("spool", "list", config, "--listener", "other").stdout
+    assert "0 notification(s)" in run_cli("spool", "list", config, "--older-than", "1h").stdout
+    failed = run_cli("spool", "replay", config, "--id", str(first.id))
     assert failed.returncode == 1 and "FAILED, kept" in failed.stdout
     assert spool.get(first.id).attempts == 2
-    bad_age = cli("spool", "list", config, "--older-than", "soon")
+    bad_age = run_cli("spool", "list", config, "--older-than", "soon")
     assert bad_age.returncode == 1 and "invalid age" in bad_age.stderr
-    purged = cli("spool", "purge", config, "--id", str(first.id))
+    purged = run_cli("spool", "purge", config, "--id", str(first.id))
     assert "removed 1 notification(s)" in purged.stdout
     assert spool.count() == 2
-    assert "removed 2" in cli("spool", "purge", config).stdout
+    assert "removed 2" in run_cli("spool", "purge", config).stdout
 
 
 def test_spool_commands_need_a_spool(tmp_path, receiver):
     path = tmp_path / "c.yaml"
     path.write_text(f"listeners:\n- {{kind: http, event_name: e, url: '{receiver.url}'}}\n")
-    result = cli("spool", "list", str(path))
+    result = run_cli("spool", "list", str(path))
     assert result.returncode == 1 and "has no `spool`" in result.stderr
 
 
@@ -273,7 +268,7 @@ def test_rabbitmq_restart_during_a_background_burst_loses_nothing(rabbitmq_url):
 
 def test_check_shows_each_listeners_delivery(tmp_path, receiver):
     config, _ = write_config(tmp_path, receiver.url, delivery="background", durable=True)
-    result = cli("check", config)
+    result = run_cli("check", config)
     assert result.returncode == 0, result.stderr
     assert "delivery: background, up to 5 attempts, durable" in result.stdout
 

@@ -35,19 +35,11 @@ from eventisc.spool import (
     parse_age,
 )
 
+from .support import Clock, corrupt, wait_for_child
+
 REPO = str(Path(__file__).resolve().parents[1])
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and pids")
-
-
-class Clock:
-    """A settable clock for created/updated timestamps."""
-
-    def __init__(self, now: float = 1_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def note(listener: str = "hook", n: int = 0, **payload: object) -> Notification:
@@ -330,14 +322,6 @@ def test_purge_deletes_dead_entries_by_default_and_honours_filters(tmp_path: Pat
     assert spool.purge() == 0
     assert spool.purge(state=None) == 1  # pending too, when asked
     assert spool.count() == 0
-
-
-def corrupt(path: Path, entry_id: int, assignment: str) -> None:
-    """Damage a row behind the spool's back, as a disk fault or a hand edit would."""
-    with sqlite3.connect(path) as raw:
-        raw.execute("PRAGMA ignore_check_constraints = ON")  # for a state no spool writes
-        raw.execute(f"UPDATE entries SET {assignment} WHERE id = ?", (entry_id,))
-    raw.close()
 
 
 BLOB = " (a BLOB, or text that is not UTF-8)"  # how the spool names bytes it cannot read
@@ -818,19 +802,6 @@ def test_record_attempt_renews_the_lease_of_a_pending_row(tmp_path: Path) -> Non
 
 
 # -- fork ---------------------------------------------------------------------------------------
-
-
-def wait_for_child(pid: int, timeout: float = 10) -> int:
-    """The exit code of forked child ``pid``; kill it and fail if it hangs (a deadlock)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    raise AssertionError(f"forked child {pid} hung")
 
 
 @needs_fork

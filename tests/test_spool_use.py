@@ -19,7 +19,7 @@ import eventisc
 from eventisc.spool import DEAD, PENDING, UNREADABLE, Spool, SpoolItem
 
 from .receiver import Receiver, Response
-from .test_spool import corrupt
+from .support import corrupt, run_cli
 
 
 def write_config(tmp_path: Path, url: str, **top: Any) -> tuple[str, Path]:
@@ -53,15 +53,6 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals"
 REPLAY = [sys.executable, "-m", "eventisc", "spool", "replay"]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "eventisc", "spool", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def start_replay(config: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*REPLAY, config], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -82,7 +73,7 @@ def test_an_unreadable_entry_is_listed_shown_kept_by_replay_and_purged(
     first, bad, last = spooled(config, 3)
     corrupt(path, bad, "payload = '{not json'")
 
-    listed = cli("list", config)
+    listed = run_cli("spool", "list", config)
     assert listed.returncode == 0, listed.stderr
     assert "3 notification(s), 1 unreadable" in listed.stdout
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[2:-1]}
@@ -91,7 +82,7 @@ def test_an_unreadable_entry_is_listed_shown_kept_by_replay_and_purged(
     assert "UNREADABLE: payload: Expecting property name" in rows[str(bad)]
     assert f"eventisc spool purge {config} --id ID" in listed.stdout.splitlines()[-1]
 
-    shown = cli("show", config, str(bad))
+    shown = run_cli("spool", "show", config, str(bad))
     assert shown.returncode == 0, shown.stderr
     item = json.loads(shown.stdout)
     assert (item["id"], item["state"], item["reason"]) == (bad, DEAD, "failed")
@@ -104,20 +95,20 @@ def test_an_unreadable_entry_is_listed_shown_kept_by_replay_and_purged(
     }
 
     # A replay delivers the others and keeps the unreadable one, saying how to deal with it.
-    replay = cli("replay", config)
+    replay = run_cli("spool", "replay", config)
     assert replay.returncode == 1, replay.stdout + replay.stderr
     assert "replayed 3: 2 delivered, 1 kept (1 unreadable)" in replay.stdout
     assert f"{bad}: UNREADABLE, kept: payload: Expecting property name" in replay.stdout
     assert f"`eventisc spool purge {config} --id {bad}` deletes it" in replay.stdout
     assert sent(receiver) == [0, 2]
-    again = cli("replay", config)
+    again = run_cli("spool", "replay", config)
     assert again.returncode == 1 and "replayed 1: 0 delivered, 1 kept" in again.stdout
     assert sent(receiver) == [0, 2]
 
-    purged = cli("purge", config, "--id", str(bad))
+    purged = run_cli("spool", "purge", config, "--id", str(bad))
     assert purged.returncode == 0 and "removed 1 notification(s)" in purged.stdout
     assert Spool(path).count() == 0
-    assert cli("replay", config).returncode == 0
+    assert run_cli("spool", "replay", config).returncode == 0
 
 
 def test_recovery_delivers_the_readable_orphans_and_sets_the_unreadable_ones_aside(
@@ -191,7 +182,7 @@ def test_a_killed_replay_leaves_its_entries_to_the_next_one(
         replay.communicate(timeout=10)
     assert Spool(path).count(state=PENDING) == 5  # taken by a process that is gone
     # ... the next replay takes them over and delivers them all.
-    again = cli("replay", config)
+    again = run_cli("spool", "replay", config)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "replayed 5: 5 delivered, 0 kept" in again.stdout
     assert Spool(path).count() == 0
@@ -231,7 +222,7 @@ def test_a_replay_leaves_alone_what_a_live_app_is_delivering(
     with eventisc.create_app(config_file=config) as app:
         app.trigger("e", {"i": 0})
         receiver.wait_for(1)  # in flight, its pending row owned by this live process
-        replay = cli("replay", config)
+        replay = run_cli("spool", "replay", config)
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert "replayed 0: 0 delivered, 0 kept" in replay.stdout
         assert app.flush(10)

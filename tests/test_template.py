@@ -12,12 +12,7 @@ import pytest
 from eventisc.errors import ConfigError, TemplateError
 from eventisc.template import BASE_NAMES, TemplateCache, compile_template
 
-
-class User:
-    def __init__(self, id: int, email: str):
-        self.id = id
-        self.email = email
-
+from .support import User
 
 CTX = {
     "event_name": "myapp.user_created",
