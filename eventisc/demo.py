@@ -134,7 +134,8 @@ def _installed(module: str) -> bool:
 
 
 def _drain(amqp_url: str, queue: str, wait: float = 5.0) -> list[Any]:
-    """Read every message of ``queue`` back from RabbitMQ, then delete the queue."""
+    """Read every message of ``queue`` back from RabbitMQ, then delete the queue and the
+    exchange of its name (Celery declares one per queue)."""
     import pika
 
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
@@ -151,6 +152,7 @@ def _drain(amqp_url: str, queue: str, wait: float = 5.0) -> list[Any]:
                 continue
             messages.append((properties, body))
         channel.queue_delete(queue)
+        channel.exchange_delete(queue)  # idempotent: nothing to do for the rabbit listener's
         return messages
     finally:
         connection.close()

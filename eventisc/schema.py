@@ -17,6 +17,7 @@ from typing import Any
 
 from ._fork import on_fork
 from .errors import ConfigError
+from .masking import mask_url
 
 __all__ = ["format_path", "validate", "validate_options"]
 
@@ -106,7 +107,7 @@ def validate(
     elif _not_finite(error.instance):
         message = f"must be a finite number, not {error.instance!r}"
     else:
-        message = error.message
+        message = mask_url(error.message)  # it may quote the value: a URL with its password
     raise ConfigError(message, where or None, source)
 
 

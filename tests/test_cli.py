@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-
 import eventisc
 
 from .receiver import Response
@@ -143,11 +141,6 @@ def forget_demo_names(broker, stdout):
     return names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eventisc/demo.py _drain() deletes the task queue but not the direct exchange "
-    "Celery declared with the queue's name: every demo run leaves one on the broker",
-)
 def test_demo_leaves_nothing_on_the_broker(broker):
     result = run_cli("demo", "--amqp-url", broker.url, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

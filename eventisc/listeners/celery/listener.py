@@ -27,7 +27,13 @@ from ...settings import seconds_option
 from ..base import FilterLike, Listener, mask_url
 from .apps import own_apps, publish_options
 from .errors import translate_error
-from .options import CELERY_SCHEMA, DEFAULT_TIMEOUT, as_kwargs, send_task_options
+from .options import (
+    CELERY_SCHEMA,
+    DEFAULT_TIMEOUT,
+    as_kwargs,
+    check_broker_url,
+    send_task_options,
+)
 
 __all__ = ["CeleryListener"]
 
@@ -86,7 +92,7 @@ class CeleryListener(Listener):
             self._kwargs = self.template(dict(task_kwargs), "task_kwargs")
         self.send_task_kwargs = send_task_options(send_task_kwargs, send_task_kargs)
         self.timeout = seconds_option(timeout, "timeout")
-        self.broker_url = broker_url or None
+        self.broker_url = check_broker_url(broker_url) if broker_url else None
         self._publish = publish_options(self.timeout)
         self._lock = threading.Lock()
         self._own_app: celery.Celery | None = None
@@ -133,12 +139,13 @@ class CeleryListener(Listener):
         or the pooled connection is dead (for a host app, see :func:`publish_options`).
         """
         payload = notification.payload
-        app = self.celery_app()
         options = dict(payload.get("options") or {})
         if payload.get("queue"):
             options["queue"] = payload["queue"]
         options.update(self._publish)
+        app = None
         try:
+            app = self.celery_app()
             result = app.send_task(
                 payload["task_name"], args=payload["args"], kwargs=payload["kwargs"], **options
             )
@@ -189,8 +196,9 @@ class CeleryListener(Listener):
         where = "current_app" if self.broker_url is None else mask_url(self.broker_url)
         return f"task {self._task_name.source} -> {queue} ({where})"
 
-    def _where(self, app: celery.Celery, queue: str | None) -> str:
-        url = self.broker_url or app.conf.broker_write_url or "(no broker_url)"
+    def _where(self, app: celery.Celery | None, queue: str | None) -> str:
+        url = self.broker_url or (app.conf.broker_write_url if app is not None else None)
+        url = url or "(no broker_url)"
         return f"broker {mask_url(url)}" + (f", queue {queue}" if queue else "")
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ...errors import ConfigError, TemplateError
+from ...masking import mask_url
 
 __all__ = [
+    "BROKER_SCHEMES",
+    "check_broker_url",
     "CELERY_SCHEMA",
     "CONTROLLED_OPTIONS",
     "DEFAULT_TIMEOUT",
@@ -146,6 +150,44 @@ CELERY_SCHEMA: dict[str, Any] = {
     },
     "required": ["task_name"],
 }
+
+
+#: URL schemes of kombu's transports (``kombu.transport.TRANSPORT_ALIASES``; a ``transport+``
+#: prefix, as in ``sqla+postgresql://``, names the transport).
+BROKER_SCHEMES = frozenset(
+    {"amqp", "amqps", "pyamqp", "pyamqps", "librabbitmq", "redis", "rediss", "sentinel",
+     "memory", "sqs", "SQS", "slmq", "SLMQ", "qpid", "sqla", "sqlalchemy", "mongodb",
+     "zookeeper", "consul", "etcd", "filesystem", "azureservicebus", "azurestoragequeues",
+     "gcpubsub", "confluentkafka", "kafka", "pyro", "pgmq"}
+)  # fmt: skip
+
+
+def check_broker_url(url: Any, path: str = "broker_url") -> str:
+    """``url`` if kombu can use it: each ``;``-separated URL of a known transport scheme, with
+    a valid host and port; else a ConfigError at ``path`` (the password masked)."""
+    if not isinstance(url, str):
+        raise ConfigError(f"must be a broker URL (a string), not {type(url).__name__}", path)
+    for one in url.split(";"):
+        problem = _broker_url_problem(one.strip())
+        if problem is not None:
+            raise ConfigError(f"broker URL {mask_url(one.strip())!r} {problem}", path)
+    return url
+
+
+def _broker_url_problem(url: str) -> str | None:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    transport = scheme.split("+", 1)[0]
+    if transport not in BROKER_SCHEMES:
+        known = "amqp://, redis://, sqs://, ..."
+        return f"does not start with a kombu transport's scheme ({known})"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number of 0-65535
+    except ValueError as exc:
+        return f"has a bad host or port ({exc})"
+    if parts.port == 0:
+        return "has port 0: write the broker's port, or leave it out for the default"
+    return None
 
 
 def send_task_options(
