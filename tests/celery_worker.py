@@ -152,6 +152,8 @@ def make_worker_app(url: str, default_queue: str, recorder: Recorder) -> celery.
                 "kwargs": kwargs,
                 "queue": (self.request.delivery_info or {}).get("routing_key"),
                 "expires": self.request.expires,
+                "argsrepr": self.request.argsrepr,
+                "kwargsrepr": self.request.kwargsrepr,
             },
         )
 

@@ -92,6 +92,22 @@ def test_task_runs_with_the_rendered_args_and_kwargs(celery_worker, listeners):
     assert received["queue"] == queue
 
 
+def test_the_headers_show_the_arguments_as_celery_would_cut_at_its_limit(celery_worker, listeners):
+    # eventisc writes argsrepr/kwargsrepr itself (repr is C; Celery's saferepr is not).
+    queue = celery_worker.queue()
+    listener = celery_listener(
+        celery_worker, queue=queue, task_args=["{event_name}"], task_kwargs={"d": "{event_data}"}
+    )
+    listeners.append(listener)
+    received = celery_worker.sent(send(listener, "e", {"n": 1}))
+    assert received["argsrepr"] == "['e']" and received["kwargsrepr"] == "{'d': {'n': 1}}"
+    big = celery_worker.sent(send(listener, "e", {"text": "x" * 5000}))
+    assert len(big["kwargsrepr"]) == 1024 and big["kwargsrepr"].endswith("...")
+    own = celery_listener(celery_worker, queue=queue, send_task_kwargs={"kwargsrepr": "(hidden)"})
+    listeners.append(own)
+    assert celery_worker.sent(send(own, "e", {"secret": 1}))["kwargsrepr"] == "(hidden)"
+
+
 def test_default_kwargs_from_an_event_isc_yaml_config(celery_worker, tmp_path):
     # Given event-isc's README config, unquoted templates included (YAML reads them as maps)
     queue = celery_worker.queue()

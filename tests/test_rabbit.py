@@ -6,6 +6,7 @@ to stall or cut the link: a real network fault on a real broker, pika itself is 
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import socket
@@ -672,6 +673,30 @@ def test_a_connection_cut_while_idle_is_replaced_by_the_retry(
         relay.close()
     bodies = [body for _, _, body in broker.get(queue, 2)]
     assert bodies == [b'{"n":1}', b'{"n":2}']
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+def test_a_pooled_connection_writes_each_message_in_one_chunk(
+    broker: Broker, confirm: bool
+) -> None:
+    # pika buffers a message's method, header and body frames one by one, and sends each with
+    # its own send(); the pooled connections join them (pika internals, guarded here).
+    assert "_output_marshaled_frames" in inspect.getsource(pika.connection.Connection._send_message)
+    queue = broker.name()
+    listener = RabbitListener("e", broker.url, queue_kwargs={"queue": {"queue": queue}},
+                              confirm=confirm)  # fmt: skip
+    try:
+        listener.deliver(listener.render("e", {"n": 0}))
+        with listener.pool.acquire() as pooled:
+            transport = pooled.impl._transport
+        writes: list[bytes] = []
+        write = transport.write
+        transport.write = lambda data: (writes.append(data), write(data))[1]
+        listener.deliver(listener.render("e", {"n": 1}))
+        assert len(writes) == 1 and writes[0].endswith(b'{"n":1}\xce')  # frame-end octet
+        assert [body for _, _, body in broker.get(queue, 2)] == [b'{"n":0}', b'{"n":1}']
+    finally:
+        listener.close()
 
 
 def test_a_missing_confirm_is_a_timeout_not_a_hang(broker: Broker) -> None:
