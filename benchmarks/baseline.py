@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .report import REPO
+from .report import REPO, _git
 
 __all__ = ["Comparison", "compare", "render"]
 
@@ -131,8 +131,9 @@ def render(ref: str, comparisons: Sequence[Comparison], turns: int) -> str:
     lines = [
         f"## Against {ref}",
         "",
-        f"Each workload ran {turns} times per tree, alternating; a change is this tree's check "
-        f"over {ref}'s, paired per turn. Flagged: more than {TOLERANCE:.0%} worse.",
+        f"This tree: {_git()}. Each workload ran {turns} times per tree, alternating; a change is "
+        f"this tree's check over {ref}'s, paired per turn. Flagged: more than {TOLERANCE:.0%} "
+        "worse.",
         "",
         f"| workload | check | this tree | {ref} | change | |",
         "|---|---|---:|---:|---:|---|",
