@@ -27,6 +27,7 @@ from .errors import (
     DeliveryTimeout,
     EventiscError,
     HTTPStatusError,
+    OutboxError,
     QueueFull,
     Rejected,
     StaleConnection,
@@ -56,6 +57,7 @@ __all__ = [
     "Heartbeat",
     "Listener",
     "Notification",
+    "OutboxError",
     "QueueFull",
     "Rejected",
     "StaleConnection",
@@ -161,21 +163,24 @@ def get_current_app() -> App:
     return app
 
 
-def trigger(event_name: str, event_data: Any = None) -> int:
-    """Trigger an event on the default app; return how many listeners were notified."""
+def trigger(event_name: str, event_data: Any = None, *, connection: Any = None) -> int:
+    """Trigger an event on the default app; return how many listeners were notified.
+    ``connection``: write outbox rows in this open transaction (see :meth:`App.trigger`)."""
     app = default_app
     if app is None:
         app = get_current_app()
-    return app.trigger(event_name, event_data)
+    if connection is None:
+        return app.trigger(event_name, event_data)
+    return app.trigger(event_name, event_data, connection=connection)
 
 
-async def atrigger(event_name: str, event_data: Any = None) -> int:
+async def atrigger(event_name: str, event_data: Any = None, *, connection: Any = None) -> int:
     """:func:`trigger` for ``async`` code: delivers from a worker thread, so the event loop
     never waits; returns the same count."""
     app = default_app
     if app is None:
         app = get_current_app()
-    return await app.atrigger(event_name, event_data)
+    return await app.atrigger(event_name, event_data, connection=connection)
 
 
 def heartbeat() -> None:

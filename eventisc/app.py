@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import logging
 import os
 import weakref
@@ -19,7 +20,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .config import env_flag, open_spool, resolve_plan, validate_config
-from .delivery import HOOK_EVENTS, Deliverer, Wiring
+from .delivery import HOOK_EVENTS, Deliverer, OutboxBatch, Wiring
 from .errors import ConfigError, TriggerError
 from .heartbeat import Heartbeat
 from .listeners.base import Listener
@@ -27,7 +28,14 @@ from .metrics import AppMetrics, ListenerMetrics
 from .observe import HOOKS, stats, summary
 from .report import Delivery, Report
 from .routing import Route, Router
-from .settings import DispatcherSettings, Plan, RetryPolicy, check_mode, seconds_option
+from .settings import (
+    DispatcherSettings,
+    OutboxSettings,
+    Plan,
+    RetryPolicy,
+    check_mode,
+    seconds_option,
+)
 
 if TYPE_CHECKING:
     from .notification import Notification
@@ -38,7 +46,7 @@ __all__ = ["App", "Interceptor", "ListenerLike"]
 logger = logging.getLogger(__name__)
 
 #: Top-level options that may also be given as objects from Python.
-_OBJECT_OPTIONS = ("retry", "dispatcher", "spool")
+_OBJECT_OPTIONS = ("retry", "dispatcher", "spool", "outbox")
 
 #: Values the ``listeners`` argument accepts: config mappings or Listener instances.
 ListenerLike = Listener | Mapping[str, Any]
@@ -79,6 +87,7 @@ class App:
         recover: bool = True,
         report_interval: float | None = None,
         source: str | None = None,
+        outbox: OutboxSettings | Mapping[str, Any] | str | None = None,
     ):
         for option, seconds in (("heartbeat", heartbeat), ("report_interval", report_interval)):
             if seconds is not None:
@@ -103,9 +112,12 @@ class App:
         spool_obj = open_spool(spool)
         if settings.on_full == "spool" and spool_obj is None:
             raise ConfigError("on_full: spool needs a `spool` to write to", "dispatcher.on_full")
+        outbox_settings = OutboxSettings.from_config(outbox) if outbox is not None else None
         built = self._listeners(listeners or ())
         background = delivery == "background" or any(lis.delivery == "background" for lis in built)
-        self._deliverer = Deliverer(spool=spool_obj, settings=settings, background=background)
+        self._deliverer = Deliverer(
+            spool=spool_obj, settings=settings, background=background, outbox=outbox_settings
+        )
         self._routes = [self._route(lis, f"listeners[{i}]") for i, lis in enumerate(built)]
         self._router = Router(self._routes)
         self._heartbeat: Heartbeat | None = None
@@ -199,6 +211,7 @@ class App:
             retry=self.retry,
             durable=self.durable,
             has_spool=self._deliverer.spool is not None,
+            has_outbox=self._deliverer.outbox_settings is not None,
         )
         metrics = ListenerMetrics()
         return Route(listener, plan, metrics, self._wire(listener, plan, metrics))
@@ -248,25 +261,50 @@ class App:
 
     # -- triggering ---------------------------------------------------------------------------
 
-    def trigger(self, event_name: str, event_data: Any = None) -> int:
+    def trigger(self, event_name: str, event_data: Any = None, *, connection: Any = None) -> int:
         """Notify every listener of ``event_name``; return how many were notified.
 
         ``event_data`` defaults to an empty dict. In background mode "notified" means accepted
-        for delivery. A failing listener never stops the others: its failure is logged on the
-        ``eventisc`` logger and not counted; with ``raise_errors`` a :class:`TriggerError`
-        listing the failures known when ``trigger`` returns is raised at the end.
+        for delivery, in outbox mode written to the outbox table. A failing listener never
+        stops the others: its failure is logged on the ``eventisc`` logger and not counted;
+        with ``raise_errors`` a :class:`TriggerError` listing the failures known when
+        ``trigger`` returns is raised at the end.
+
+        ``connection``: the caller's open database connection (psycopg, SQLAlchemy
+        ``Connection``/``Session``, Django): outbox rows are written in its transaction, so
+        they are delivered only if it commits. Without it they are committed at once. When
+        they cannot be written, :class:`~eventisc.errors.OutboxError` is raised, whatever
+        ``raise_errors`` says: the caller's transaction must know.
         """
         data = {} if event_data is None else event_data
-        return self._fire(self.name_prefix + event_name, data, None)
+        if self._deliverer.outbox is None:
+            return self._fire(self.name_prefix + event_name, data, None)
+        return self._outboxed(self.name_prefix + event_name, data, OutboxBatch(), connection)[0]
 
-    def dispatch(self, event_name: str, event_data: Any = None) -> Report:
+    def dispatch(self, event_name: str, event_data: Any = None, *, connection: Any = None) -> Report:
         """Like :meth:`trigger`, returning a :class:`Report` with one :class:`Delivery` per
         matching listener: its status, error, attempts and latency. In background mode the
-        deliveries are futures: ``report.wait(timeout)``."""
+        deliveries are futures: ``report.wait(timeout)``; in outbox mode they are final once
+        written (``outboxed``)."""
         name = self.name_prefix + event_name
+        data = {} if event_data is None else event_data
+        if self._deliverer.outbox is not None:
+            return Report(name, self._outboxed(name, data, OutboxBatch(), connection)[1])
         deliveries: list[Delivery] = []
-        self._fire(name, {} if event_data is None else event_data, deliveries)
+        self._fire(name, data, deliveries)
         return Report(name, deliveries)
+
+    def _outboxed(
+        self, name: str, data: Any, batch: OutboxBatch, connection: Any
+    ) -> tuple[int, OutboxBatch]:
+        """:meth:`_fire`, then the trigger's outbox rows written in one statement."""
+        writer = self._deliverer.outbox
+        assert writer is not None
+        try:
+            notified = self._fire(name, data, batch)
+        finally:
+            batch.write(writer, connection)  # an OutboxError goes to the caller
+        return notified, batch
 
     def _fire(self, name: str, data: Any, sink: list[Delivery] | None) -> int:
         """Route → filter → render → send, for each route of ``name``; the outcomes go to
@@ -291,7 +329,7 @@ class App:
                     route.filtered(sink)
                     continue
                 rendering = True
-                notification = listener.render(name, data)
+                notification = route.render(name, data)
                 outcome = route.send(notification, start, sink)
             except Exception as exc:  # one listener's failure never stops the others
                 outcome = route.fail(exc, rendering, name, notification, start, sink)
@@ -315,16 +353,23 @@ class App:
             interceptor.observe(name, data)
         return App._fire(self, name, data, sink)
 
-    async def atrigger(self, event_name: str, event_data: Any = None) -> int:
-        """:meth:`trigger` for ``async`` code: runs in a worker thread, the loop never waits."""
+    async def atrigger(
+        self, event_name: str, event_data: Any = None, *, connection: Any = None
+    ) -> int:
+        """:meth:`trigger` for ``async`` code: runs in a worker thread, the loop never waits.
+        ``connection`` is a synchronous one (the thread uses it while the loop waits)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.trigger, event_name, event_data)
+        call = functools.partial(self.trigger, event_name, event_data, connection=connection)
+        return await loop.run_in_executor(None, call)
 
-    async def adispatch(self, event_name: str, event_data: Any = None) -> Report:
+    async def adispatch(
+        self, event_name: str, event_data: Any = None, *, connection: Any = None
+    ) -> Report:
         """:meth:`dispatch` for ``async`` code (the report's ``wait`` blocks: use
         ``await asyncio.to_thread(report.wait, timeout)``)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.dispatch, event_name, event_data)
+        call = functools.partial(self.dispatch, event_name, event_data, connection=connection)
+        return await loop.run_in_executor(None, call)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every background delivery is final (delivered, given up or spooled);

@@ -22,6 +22,7 @@ from .settings import (
     DEFAULT_SYNC,
     DELIVERY_MODES,
     DISPATCHER_SCHEMA,
+    OUTBOX_SCHEMA,
     RETRY_SCHEMA,
     Plan,
     RetryPolicy,
@@ -87,7 +88,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "enum": list(DELIVERY_MODES),
             "default": "sync",
             "description": "`sync`: deliver inside `trigger`; `background`: render, queue and "
-            "return, worker threads deliver.",
+            "return, worker threads deliver; `outbox`: render and write a row to the `outbox` "
+            "table (in the caller's transaction with `connection=`), relay processes deliver.",
         },
         "retry": RETRY_SCHEMA,
         "dispatcher": DISPATCHER_SCHEMA,
@@ -118,6 +120,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "description": "Seconds: log a one-line summary of `stats()` at INFO this often. "
             "Unset: no summary.",
         },
+        "outbox": OUTBOX_SCHEMA,
         "recover": {
             "type": "boolean",
             "default": True,
@@ -226,17 +229,30 @@ def resolve_plan(
     retry: RetryPolicy | None,
     durable: bool,
     has_spool: bool,
+    has_outbox: bool = False,
 ) -> Plan:
     """How ``listener`` (at ``path`` in the config) delivers: its own ``delivery``, ``retry``,
     ``durable`` and ``priority`` over the app's. Durable delivery needs background delivery and
-    a spool: a ConfigError otherwise, at the listener's ``durable`` or the app's."""
-    background = (listener.delivery or delivery) == "background"
-    policy = listener.retry or retry or (DEFAULT_BACKGROUND if background else DEFAULT_SYNC)
+    a spool, outbox delivery an ``outbox``, an ordering key outbox delivery: a ConfigError
+    otherwise, at the listener's option or the app's."""
+    mode = listener.delivery or delivery
+    where = f"{path}.delivery" if listener.delivery else "delivery"
+    if mode == "outbox" and not has_outbox:
+        raise ConfigError("`delivery: outbox` needs an `outbox` (its PostgreSQL url)", where)
+    if listener.ordering_key is not None and mode != "outbox":
+        raise ConfigError(
+            "an ordering key needs `delivery: outbox` (relays keep the order)",
+            f"{path}.ordering_key",
+        )
+    background = mode == "background"
+    policy = listener.retry or retry or (DEFAULT_SYNC if mode == "sync" else DEFAULT_BACKGROUND)
     is_durable = durable if listener.durable is None else listener.durable
+    if mode == "outbox" and listener.durable is None:
+        is_durable = False  # the outbox table is durable itself
     if is_durable and not (background and has_spool):
         where = "durable" if listener.durable is None else f"{path}.durable"
         raise ConfigError("durable delivery needs `delivery: background` and a `spool`", where)
-    return Plan(background, policy, bool(is_durable), listener.priority)
+    return Plan(background, policy, bool(is_durable), listener.priority, mode == "outbox")
 
 
 def config_schema() -> dict[str, Any]:
@@ -349,16 +365,22 @@ def _cell(text: str) -> str:
 #: names, nested options not listed (they have tables of their own). The built-in kinds'
 #: tables are added by :func:`option_tables`.
 _TABLES: dict[str, tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] = {
-    "config": ("Top-level keys", CONFIG_SCHEMA["properties"], (), ("retry", "dispatcher")),
+    "config": (
+        "Top-level keys",
+        CONFIG_SCHEMA["properties"],
+        (),
+        ("retry", "dispatcher", "outbox"),
+    ),
     "listener": ("Listener keys (every kind)", LISTENER_PROPERTIES, ("kind",), ("retry",)),
     "retry": ("`retry`", RETRY_SCHEMA["properties"], (), ()),
     "dispatcher": ("`dispatcher`", DISPATCHER_SCHEMA["properties"], (), ()),
+    "outbox": ("`outbox`", OUTBOX_SCHEMA["properties"], ("url",), ()),
 }
 
 
 def option_tables() -> dict[str, tuple[str, str]]:
     """Every option table: name -> (title, Markdown table). The names are ``config``,
-    ``listener``, ``retry``, ``dispatcher`` and each built-in kind whose driver is installed
+    ``listener``, ``retry``, ``dispatcher``, ``outbox`` and each built-in kind whose driver is installed
     (``http``, ``celery``, ``rabbit``); the tables come from the JSON Schemas' descriptions."""
     tables = {
         name: (title, option_table(props, required=required, collapse=collapse))

@@ -6,15 +6,16 @@ or kombu to catch what a delivery raised::
     EventiscError
      ├── ConfigError          the configuration is wrong; raised when it is loaded
      ├── TemplateError        a template or filter failed for one event (missing key, bad value)
-     └── DeliveryError        a notification could not be delivered
-          ├── ConnectError    the receiver or broker could not be reached, or the link broke
-          │    ├── CircuitOpenError  not tried: the receiver was unreachable a moment ago
-          │    └── StaleConnection   a kept connection was found dead: send again, at once
-          ├── DeliveryTimeout the receiver or broker did not answer in time
-          ├── Rejected        the receiver answered with a refusal (AMQP nack, unroutable)
-          │    └── HTTPStatusError   an HTTP status outside ``success_status``
-          ├── QueueFull       background delivery: the queue had no room
-          └── TriggerError    ``raise_errors: true``: every failure of one trigger, listed
+     ├── DeliveryError        a notification could not be delivered
+     │    ├── ConnectError    the receiver or broker could not be reached, or the link broke
+     │    │    ├── CircuitOpenError  not tried: the receiver was unreachable a moment ago
+     │    │    └── StaleConnection   a kept connection was found dead: send again, at once
+     │    ├── DeliveryTimeout the receiver or broker did not answer in time
+     │    ├── Rejected        the receiver answered with a refusal (AMQP nack, unroutable)
+     │    │    └── HTTPStatusError   an HTTP status outside ``success_status``
+     │    ├── QueueFull       background delivery: the queue had no room
+     │    └── TriggerError    ``raise_errors: true``: every failure of one trigger, listed
+     └── OutboxError          the outbox table could not be written or read (PostgreSQL)
 
 ``ConnectError`` and ``DeliveryTimeout`` are transient: retrying later may succeed.
 """
@@ -29,6 +30,7 @@ __all__ = [
     "DeliveryTimeout",
     "EventiscError",
     "HTTPStatusError",
+    "OutboxError",
     "QueueFull",
     "Rejected",
     "StaleConnection",
@@ -187,3 +189,14 @@ class TriggerError(DeliveryError):
             f"event {event_name!r}: {len(failures)} listener(s) failed "
             f"({notified} notified): {lines}"
         )
+
+
+class OutboxError(EventiscError):
+    """The outbox table could not be written or read (PostgreSQL unreachable, no table, a
+    transaction already failed). Raised by ``trigger`` for a listener with ``delivery:
+    outbox``: the caller's transaction must know its notifications were not written.
+    ``table`` names the table."""
+
+    def __init__(self, message: str, table: str | None = None):
+        self.table = table
+        super().__init__(message)

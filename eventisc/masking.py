@@ -32,11 +32,15 @@ SENSITIVE_HEADERS = frozenset(
 
 # user:password@ after a scheme's "://", or at the start (a URL written without its scheme).
 _PASSWORD = re.compile(r"((?:^|://)[^/@:\s]*:)[^/@\s]*@")
+# password=... in a libpq conninfo string (quoted with '' and backslash escapes, or a word).
+_CONNINFO_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)")
 
 
 def mask_url(url: str) -> str:
-    """The URL (or any text holding URLs) with passwords replaced:
-    ``amqp://guest:***@host:5672/``."""
+    """The URL (or any text holding URLs, or a libpq conninfo string) with passwords
+    replaced: ``amqp://guest:***@host:5672/``, ``host=db password=***``."""
+    if "password" in url:
+        url = _CONNINFO_PASSWORD.sub(rf"\1{MASK}", url)
     return _PASSWORD.sub(rf"\1{MASK}@", url)
 
 

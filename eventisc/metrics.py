@@ -21,7 +21,7 @@ BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 #: How a delivery can end, as counted.
-OUTCOMES = ("delivered", "failed", "dropped", "spooled")
+OUTCOMES = ("delivered", "failed", "dropped", "spooled", "outboxed")
 
 
 class Counter:
@@ -77,7 +77,8 @@ class ListenerMetrics:
     """What happened to one listener's notifications.
 
     ``matched``: events routed to it; ``filtered``: of those, rejected by its filter;
-    ``delivered``/``failed``/``dropped``/``spooled``: final outcomes; ``retried``: attempts
+    ``delivered``/``failed``/``dropped``/``spooled``/``outboxed``: final outcomes (outboxed:
+    written to the outbox table, for a relay to deliver); ``retried``: attempts
     that failed and were tried again; ``latency``: seconds from trigger to a final outcome.
     """
 
@@ -97,7 +98,8 @@ class ListenerMetrics:
         self.latency.observe(seconds)
 
     def finished(self, outcome: str, seconds: float | None) -> None:
-        """Count a final outcome (``delivered``, ``failed``, ``dropped``, ``spooled``)."""
+        """Count a final outcome (``delivered``, ``failed``, ``dropped``, ``spooled``,
+        ``outboxed``)."""
         counter = self.outcomes.get(outcome)
         if counter is not None:
             counter.inc()

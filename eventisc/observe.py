@@ -37,6 +37,8 @@ def summary(stats: dict[str, Any]) -> str:
         f"triggered={app['triggered']} delivered={app['delivered']} failed={app['failed']} "
         f"retried={app['retried']} spooled={app['spooled']} dropped={app['dropped']}"
     )
+    if app.get("outboxed"):
+        text += f" outboxed={app['outboxed']}"
     latency = app["latency"]
     if latency["count"]:
         text += f" avg_latency={latency['sum'] / latency['count'] * 1000:.1f}ms"

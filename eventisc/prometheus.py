@@ -79,7 +79,7 @@ class EventiscCollector(Collector):
             yield family
         deliveries = CounterMetricFamily(
             "eventisc_deliveries",
-            "Notifications by final outcome (delivered, failed, dropped, spooled).",
+            "Notifications by final outcome (delivered, failed, dropped, spooled, outboxed).",
             labels=["app", "listener", "outcome"],
         )
         latency = HistogramMetricFamily(

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["Delivery", "Report"]
 
 #: Statuses a delivery ends in. ``pending`` is the only one that is not final.
-FINAL = frozenset({"delivered", "failed", "dropped", "spooled", "skipped"})
+FINAL = frozenset({"delivered", "failed", "dropped", "spooled", "skipped", "outboxed"})
 
 # One condition for every delivery: finishing one is rare next to creating one, and waiting
 # on a single condition costs nothing per delivery until somebody waits.
@@ -35,8 +35,9 @@ class Delivery:
 
     ``status`` is ``pending`` until it becomes ``delivered``, ``failed`` (``error`` says why),
     ``dropped`` (the background queue was full), ``spooled`` (written to the spool: retries
-    exhausted, queue full or shut down) or ``skipped`` (the filter rejected the event or the
-    listener declined it). ``attempts`` counts delivery attempts; ``latency`` is the seconds
+    exhausted, queue full or shut down), ``outboxed`` (written to the outbox table: a relay
+    delivers it once the transaction commits) or ``skipped`` (the filter rejected the event or
+    the listener declined it). ``attempts`` counts delivery attempts; ``latency`` is the seconds
     from trigger to the final outcome.
     """
 
@@ -88,8 +89,8 @@ class Delivery:
 
     @property
     def ok(self) -> bool:
-        """Delivered (or skipped on purpose)."""
-        return self.status in ("delivered", "skipped")
+        """Delivered, written to the outbox, or skipped on purpose."""
+        return self.status in ("delivered", "outboxed", "skipped")
 
     @property
     def latency(self) -> float | None:
@@ -143,7 +144,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """Every delivery is final and delivered (or skipped)."""
+        """Every delivery is final and delivered (or outboxed, or skipped)."""
         return all(d.ok for d in self.deliveries)
 
     def count(self, status: str) -> int:

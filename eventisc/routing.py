@@ -11,7 +11,7 @@ listeners.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._fork import register
@@ -33,17 +33,19 @@ CACHE_SIZE = 4096
 class Route:
     """One listener of an app, ready to take events (see the module docstring).
 
-    ``send(notification, start, sink)`` is the route's send step
+    ``render(event_name, event_data)`` is the listener's, with the ordering key added for an
+    ordered outbox listener; ``send(notification, start, sink)`` is the route's send step
     (:mod:`eventisc.delivery.steps`); ``matched()`` counts an event routed here.
     """
 
-    __slots__ = ("listener", "plan", "metrics", "wiring", "send", "matched")
+    __slots__ = ("listener", "plan", "metrics", "wiring", "render", "send", "matched")
 
     def __init__(self, listener: Listener, plan: Plan, metrics: ListenerMetrics, wiring: Wiring):
         self.listener = listener
         self.plan = plan
         self.metrics = metrics
         self.wiring = wiring
+        self.render = _keyed(listener) if listener.ordering_key is not None else listener.render
         self.send = wiring.send
         self.matched = metrics.matched.inc
 
@@ -78,6 +80,19 @@ class Route:
 
     def __repr__(self) -> str:
         return f"<Route {self.name!r}>"
+
+
+def _keyed(listener: Listener) -> Callable[[str, Any], Notification]:
+    """``listener.render`` that also renders the ordering key onto the notification."""
+    render = listener.render
+    key = listener.render_ordering_key
+
+    def render_keyed(event_name: str, event_data: Any) -> Notification:
+        notification = render(event_name, event_data)
+        notification.ordering_key = key(event_name, event_data)
+        return notification
+
+    return render_keyed
 
 
 class Router:

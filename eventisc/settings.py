@@ -22,6 +22,7 @@ eventisc never waits forever.
 
   Template and encoding errors are never retried: the same event fails the same way.
 - :class:`DispatcherSettings` (``dispatcher:``): the background queue and its workers.
+- :class:`OutboxSettings` (``outbox:``): the PostgreSQL outbox table and its relays.
 - :class:`Plan`: how one listener's notifications are delivered, resolved from the listener's
   own options and the app's.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -44,6 +46,7 @@ from .errors import (
     Rejected,
     TemplateError,
 )
+from .masking import mask_url
 
 __all__ = [
     "DEFAULT_BACKGROUND",
@@ -52,8 +55,10 @@ __all__ = [
     "DISPATCHER_SCHEMA",
     "LONGEST",
     "ON_FULL",
+    "OUTBOX_SCHEMA",
     "RETRY_SCHEMA",
     "DispatcherSettings",
+    "OutboxSettings",
     "Plan",
     "RetryPolicy",
     "check_count",
@@ -68,8 +73,9 @@ __all__ = [
 #: The longest wait a duration may ask for: what Python's timed waits accept (~292 years).
 LONGEST = threading.TIMEOUT_MAX
 
-#: How notifications are delivered: in ``trigger`` (sync) or by worker threads (background).
-DELIVERY_MODES = ("sync", "background")
+#: How notifications are delivered: in ``trigger`` (sync), by worker threads (background), or
+#: by relay processes from a PostgreSQL table written in the caller's transaction (outbox).
+DELIVERY_MODES = ("sync", "background", "outbox")
 
 
 def check_seconds(name: str, value: Any, *, zero: bool = False, maximum: float = LONGEST) -> float:
@@ -127,7 +133,7 @@ def env_flag(name: str) -> bool:
 def check_mode(value: Any, path: str = "delivery") -> str:
     """``value`` as a delivery mode (:data:`DELIVERY_MODES`); else a ConfigError at ``path``."""
     if value not in DELIVERY_MODES:
-        raise ConfigError(f"must be {' or '.join(DELIVERY_MODES)}, not {value!r}", path)
+        raise ConfigError(f"must be {', '.join(DELIVERY_MODES)}, not {value!r}", path)
     return str(value)
 
 
@@ -248,14 +254,14 @@ RETRY_SCHEMA: dict[str, Any] = {
     "`eventisc.RetryPolicy(...)` from Python). A `retry` mapping replaces the default whole: "
     "the keys it leaves out take the defaults of the `retry` table, `max_attempts: 3` "
     "included. Default: one attempt in sync mode (as in event-isc: retrying inline holds the "
-    "caller), five in background mode.",
+    "caller), five in background and outbox modes.",
     "properties": {
         "max_attempts": {
             "type": "integer",
             "minimum": 1,
             "default": 3,
             "description": "Attempts in all, the first included; 1 never retries. (Without any "
-            "`retry` mapping: 1 in sync mode, 5 in background mode.)",
+            "`retry` mapping: 1 in sync mode, 5 in background and outbox modes.)",
         },
         "backoff_factor": {
             "type": "number",
@@ -450,11 +456,165 @@ assert set(DISPATCHER_SCHEMA["properties"]) == {f.name for f in fields(Dispatche
 @dataclass(frozen=True)
 class Plan:
     """How one listener's notifications are delivered: in the background or not, with which
-    retry policy, written to the spool before ``trigger`` returns or not, in which queue order.
-    Resolved once, from the listener's own options over the app's (see
-    :func:`eventisc.config.resolve_plan`)."""
+    retry policy, written to the spool before ``trigger`` returns or not, in which queue order,
+    or written to the outbox table for a relay to deliver. Resolved once, from the listener's
+    own options over the app's (see :func:`eventisc.config.resolve_plan`)."""
 
     background: bool
     policy: RetryPolicy
     durable: bool = False
     priority: int = 0
+    outbox: bool = False
+
+
+# -- the outbox ---------------------------------------------------------------------------------
+
+#: A table name: an SQL identifier, optionally schema-qualified, written as PostgreSQL folds it.
+_TABLE = re.compile(r"[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxSettings:
+    """The PostgreSQL outbox (the ``outbox:`` config key): where notifications of listeners
+    with ``delivery: outbox`` are written, and how relays claim and deliver them."""
+
+    url: str = field(repr=False)
+    table: str = "eventisc_outbox"
+    batch: int = 100
+    lease: float = 30.0
+    poll: float = 5.0
+    shutdown_timeout: float = 10.0
+    retain_delivered: float = 0.0
+    concurrency: int = 8
+    pool_size: int = 4
+    connect_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.strip():
+            raise ConfigError(
+                "must be a PostgreSQL URL or conninfo string "
+                "(postgresql://user@host:5432/db)",
+                "url",
+            )
+        if not isinstance(self.table, str) or not _TABLE.fullmatch(self.table):
+            raise ConfigError(
+                "must be a lowercase SQL name (letters, digits, _), optionally schema.table, "
+                f"not {self.table!r}",
+                "table",
+            )
+        for name in ("batch", "concurrency", "pool_size"):
+            check_count(name, getattr(self, name), 1)
+        for name in ("lease", "poll", "connect_timeout"):
+            check_seconds(name, getattr(self, name))
+        for name in ("shutdown_timeout", "retain_delivered"):
+            check_seconds(name, getattr(self, name), zero=True)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "url"
+        )
+        return f"OutboxSettings(url={mask_url(self.url)!r}, {shown})"
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel relays wait on: the table's name."""
+        return self.table.replace(".", "_")
+
+    @classmethod
+    def from_config(
+        cls, value: Mapping[str, Any] | OutboxSettings | str, path: str = "outbox"
+    ) -> OutboxSettings:
+        """Build the settings from the ``outbox`` mapping (or a URL alone)."""
+        if isinstance(value, OutboxSettings):
+            return value
+        options = {"url": value} if isinstance(value, str) else dict(value)
+        try:
+            return cls(**options)
+        except ConfigError as exc:
+            raise exc.within(path) from None
+        except TypeError as exc:
+            raise ConfigError(f"bad outbox options: {exc}", path) from None
+
+
+#: JSON Schema of the ``outbox`` mapping.
+OUTBOX_SCHEMA: dict[str, Any] = {
+    "type": ["object", "string"],
+    "additionalProperties": False,
+    "required": ["url"],
+    "description": "The PostgreSQL outbox (`pip install 'eventisc[postgres]'`): listeners with "
+    "`delivery: outbox` write their notifications to this table, in the caller's transaction "
+    "when `trigger(..., connection=conn)` is given, and `eventisc relay` processes deliver "
+    "them. A string is the `url` alone.",
+    "properties": {
+        "url": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The database: a URL (`postgresql://user@host:5432/db`) or a "
+            "psycopg conninfo string. Its password is masked in every message.",
+        },
+        "table": {
+            "type": "string",
+            "pattern": _TABLE.pattern,
+            "default": "eventisc_outbox",
+            "description": "The table (`schema.table` allowed); `eventisc outbox sql` prints "
+            "its DDL, `eventisc outbox init` creates it. Relays wait on the LISTEN channel of "
+            "the same name (a dot becomes `_`).",
+        },
+        "batch": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 100,
+            "description": "Rows a relay claims at once.",
+        },
+        "lease": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 30,
+            "description": "Seconds a claimed row stays invisible to other relays; a relay "
+            "that dies leaves its rows to others when their lease runs out. Longer than a "
+            "listener's slowest delivery.",
+        },
+        "poll": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 5,
+            "description": "Seconds between polls when no NOTIFY arrives (due retries, "
+            "expired leases).",
+        },
+        "shutdown_timeout": {
+            "type": "number",
+            "minimum": 0,
+            "default": 10,
+            "description": "SIGTERM or SIGINT: seconds a relay finishes what is in flight; "
+            "the leases of the rest are given back.",
+        },
+        "retain_delivered": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0,
+            "description": "Seconds delivered rows are kept (state `delivered`) before a "
+            "relay deletes them; 0 deletes them at once.",
+        },
+        "concurrency": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 8,
+            "description": "Deliveries a relay runs at once (threads); "
+            "`eventisc relay --concurrency N` overrides it.",
+        },
+        "pool_size": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 4,
+            "description": "Connections at most in the pool eventisc writes with when "
+            "`trigger` is given no `connection`.",
+        },
+        "connect_timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 5,
+            "description": "Seconds to connect to PostgreSQL.",
+        },
+    },
+}
+assert set(OUTBOX_SCHEMA["properties"]) == {f.name for f in fields(OutboxSettings)}

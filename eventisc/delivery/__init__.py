@@ -2,7 +2,8 @@
 
 A route's send step is picked when the route is built (:mod:`.steps`): deliver now, deliver
 through the layers retrying inline, enqueue for the background workers, publish into the
-listener's own pipeline, or capture / show instead of sending. The policies around an attempt
+listener's own pipeline, write to the outbox table (:mod:`.outboxing`), or capture / show
+instead of sending. The policies around an attempt
 are layers composed once per route (:mod:`.sender`): the circuit breaker (:mod:`.breaker`),
 retries (:mod:`.retrying`), the spool (:mod:`.spooling`) and the recording of final outcomes —
 metrics, hooks, logs (:mod:`.recording`). An attempt comes to a small value
@@ -11,12 +12,14 @@ holds what an app's routes share and wires each of them.
 """
 
 from .deliverer import Deliverer, Wiring
+from .outboxing import OutboxBatch
 from .recording import HOOK_EVENTS, Hooks, Recorder, log_failure, release_frames
 
 __all__ = [
     "HOOK_EVENTS",
     "Deliverer",
     "Hooks",
+    "OutboxBatch",
     "Recorder",
     "Wiring",
     "log_failure",

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..settings import DispatcherSettings, Plan
+from ..settings import DispatcherSettings, OutboxSettings, Plan
 from .background import Background
 from .breaker import BreakerLayer, CircuitBreaker
 from .dispatcher import Dispatcher
+from .outboxing import ToOutbox
 from .recording import Hooks, Recorder, RecordLayer
 from .retrying import RetryLayer
 from .sender import AsyncSender, Layer, Sender
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from ..listeners.base import Listener
     from ..metrics import ListenerMetrics
     from ..notification import Notification
+    from ..outbox.writer import OutboxWriter
     from ..report import Delivery
     from ..spool import Spool
 
@@ -49,7 +51,7 @@ class Wiring:
 
 
 class Deliverer:
-    """An app's spool, background queue and hooks; builds each route's wiring."""
+    """An app's spool, background queue, outbox and hooks; builds each route's wiring."""
 
     def __init__(
         self,
@@ -58,11 +60,15 @@ class Deliverer:
         settings: DispatcherSettings,
         background: bool,
         hooks: Hooks | None = None,
+        outbox: OutboxSettings | None = None,
     ):
         self.spool = spool
         self.settings = settings
         self.hooks = hooks if hooks is not None else Hooks()
         self.background = Background(settings, spool) if background else None
+        self.outbox_settings = outbox
+        #: The outbox writer, made for the first route with ``delivery: outbox``.
+        self.outbox: OutboxWriter | None = None
 
     @property
     def dispatcher(self) -> Dispatcher | None:
@@ -85,12 +91,23 @@ class Deliverer:
             return Wiring(Capture(listener, recorder, capture).send, recorder)
         if dry_run:
             return Wiring(DryRun(listener, recorder).send, recorder)
+        if plan.outbox:
+            self._outbox_writer()
+            return Wiring(ToOutbox(listener, recorder).send, recorder)
         if plan.background:
             return self._background(listener, plan, metrics, recorder)
         if plan.policy.max_attempts == 1 and self.spool is None and not self.hooks:
             return Wiring(direct(listener, recorder), recorder)
         sender = Sender(listener, self._layers(plan, metrics, recorder), recorder)
         return Wiring(Inline(sender, plan.priority).send, recorder, sender)
+
+    def _outbox_writer(self) -> OutboxWriter:
+        if self.outbox is None:
+            from ..outbox.writer import OutboxWriter  # psycopg: only for apps with an outbox
+
+            assert self.outbox_settings is not None, "an outbox route needs the outbox settings"
+            self.outbox = OutboxWriter(self.outbox_settings)
+        return self.outbox
 
     def _background(
         self, listener: Listener, plan: Plan, metrics: ListenerMetrics, recorder: Recorder
@@ -141,4 +158,7 @@ class Deliverer:
         return self.background is None or self.background.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> list[Delivery]:
-        return [] if self.background is None else self.background.shutdown(timeout)
+        left = [] if self.background is None else self.background.shutdown(timeout)
+        if self.outbox is not None:
+            self.outbox.close()
+        return left

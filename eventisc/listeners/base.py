@@ -43,7 +43,9 @@ BUILTIN_KINDS: dict[str, str] = {
 }
 
 #: Options every listener takes that say how (not what) it delivers; set on the instance.
-DELIVERY_OPTIONS = ("delivery", "retry", "durable", "priority")
+DELIVERY_OPTIONS = ("delivery", "retry", "durable", "priority", "ordering_key", "on_dead")
+#: What a dead outbox row of an ordered listener does to the rows after it of the same key.
+ON_DEAD = ("block", "skip")
 
 FilterLike = Filter | Callable[[str, Any], bool] | Mapping[str, Any] | None
 
@@ -89,8 +91,8 @@ LISTENER_PROPERTIES: dict[str, Any] = {
     },
     "delivery": {
         "enum": list(DELIVERY_MODES),
-        "description": "This listener's delivery mode, `sync` or `background`. Default: the "
-        "app's `delivery`.",
+        "description": "This listener's delivery mode, `sync`, `background` or `outbox`. "
+        "Default: the app's `delivery`.",
     },
     "retry": {
         **RETRY_SCHEMA,
@@ -106,6 +108,20 @@ LISTENER_PROPERTIES: dict[str, Any] = {
         "type": "integer",
         "default": 0,
         "description": "Order in the background queue: lower numbers are delivered first.",
+    },
+    "ordering_key": {
+        "type": "string",
+        "minLength": 1,
+        "description": "Outbox delivery: a template (`\"{event_data['order_id']}\"`); this "
+        "listener's notifications with the same key are delivered one at a time, in commit "
+        "order, across all relays. Unset: no order.",
+    },
+    "on_dead": {
+        "enum": list(ON_DEAD),
+        "default": "block",
+        "description": "With an `ordering_key`: a dead row (retries exhausted) holds back "
+        "the rows after it of its key until it is replayed or purged (`block`), or they go on "
+        "without it (`skip`).",
     },
 }
 
@@ -134,6 +150,10 @@ class Listener:
     retry: RetryPolicy | None = None
     durable: bool | None = None
     priority: int = 0
+    #: Outbox delivery: the ordering key's template text (None: unordered), and ``on_dead``.
+    ordering_key: str | None = None
+    on_dead: str = "block"
+    _ordering: Template | None = None
     template_names: ClassVar[tuple[str, ...]] = ()
     registry: ClassVar[Registry[Listener]] = Registry(
         "listener", BUILTIN_KINDS, "eventisc.listeners"
@@ -155,6 +175,8 @@ class Listener:
         retry: RetryPolicy | Mapping[str, Any] | None = None,
         durable: bool | None = None,
         priority: int = 0,
+        ordering_key: str | None = None,
+        on_dead: str | None = None,
     ):
         if isinstance(event_name, re.Pattern):  # event-isc passes a compiled regex here
             event_name, event_name_regex = None, event_name
@@ -172,7 +194,14 @@ class Listener:
         self.name: str = name or f"{kind}:{match}"
         self._explicit_name = name is not None
         self._set_delivery_options(
-            {"delivery": delivery, "retry": retry, "durable": durable, "priority": priority}
+            {
+                "delivery": delivery,
+                "retry": retry,
+                "durable": durable,
+                "priority": priority,
+                "ordering_key": ordering_key,
+                "on_dead": on_dead,
+            }
         )
 
     @property
@@ -192,12 +221,22 @@ class Listener:
     def _set_delivery_options(self, options: Mapping[str, Any]) -> None:
         if options.get("delivery") is not None:
             check_mode(options["delivery"])
+        if options.get("on_dead") not in (None, *ON_DEAD):
+            raise ConfigError(f"must be block or skip, not {options['on_dead']!r}", "on_dead")
         for key in DELIVERY_OPTIONS:
             value = options.get(key)
             if key == "retry" and value is not None:
                 value = RetryPolicy.from_config(value, "retry")
+            elif key == "ordering_key" and value is not None:
+                self._ordering = self.template(value, "ordering_key")
             if value is not None:
                 setattr(self, key, value)
+
+    def render_ordering_key(self, event_name: str, event_data: Any) -> str | None:
+        """This event's ordering key as text (None without an ``ordering_key``)."""
+        if self._ordering is None:
+            return None
+        return str(self._ordering.render({"event_name": event_name, "event_data": event_data}))
 
     # -- building ---------------------------------------------------------------------------
 

@@ -1,0 +1,194 @@
+"""Writing notifications to the outbox table: all the rows of one trigger in one statement.
+
+Through the caller's connection (:mod:`~eventisc.outbox.connections`), the rows are part of
+the caller's transaction: committed with it, or never there. Without one, eventisc writes with
+a connection of its own pool, in autocommit, so the rows are committed before ``trigger``
+returns; a connection found broken (PostgreSQL restarted) is replaced and the write made once
+more, which is harmless: a row whose id is there already is not written again.
+
+Any failure is an :class:`~eventisc.errors.OutboxError`: ``trigger`` raises it, because the
+caller's transaction must know its notifications were not written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .._fork import register
+from ..errors import OutboxError
+from ..masking import mask_url
+from ..settings import OutboxSettings
+from .connections import execute
+from .sql import Statements
+
+__all__ = ["OutboxWriter", "Row", "connect"]
+
+logger = logging.getLogger(__name__)
+
+#: One row to write: (id, listener, kind, event_name, payload as stored, ordering key).
+Row = tuple[str, str, str, str, str, "str | None"]
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise OutboxError(
+            "the outbox needs psycopg 3: pip install 'eventisc[postgres]'"
+        ) from None
+    return psycopg
+
+
+def connect(settings: OutboxSettings, *, autocommit: bool = True) -> Any:
+    """A new psycopg connection to the outbox's database (OutboxError when it fails)."""
+    psycopg = _psycopg()
+    try:
+        return psycopg.connect(
+            settings.url, autocommit=autocommit, connect_timeout=max(1, round(settings.connect_timeout))
+        )
+    except psycopg.Error as exc:
+        raise failure(settings, "cannot connect to", exc) from exc
+
+
+def failure(settings: OutboxSettings, doing: str, exc: BaseException) -> OutboxError:
+    """The OutboxError for ``exc`` met while ``doing`` the outbox (passwords masked)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return OutboxError(
+        f"{doing} the outbox table {settings.table} at {mask_url(settings.url)}: "
+        f"{type(exc).__name__}: {mask_url(text)}",
+        settings.table,
+    )
+
+
+class OutboxWriter:
+    """Writes rows to one outbox table (see the module docstring). Thread-safe, fork-safe."""
+
+    def __init__(self, settings: OutboxSettings):
+        self.settings = settings
+        self.statements = Statements(settings.table, settings.channel)
+        self._pool: Any = None
+        self._lock = threading.Lock()
+        register(self)
+
+    def _after_fork(self) -> None:
+        self._pool = None  # the parent's sockets: never used nor closed here
+        self._lock = threading.Lock()
+
+    def statement(self, rows: Sequence[Row]) -> tuple[str, list[list[Any]]]:
+        """The statement writing ``rows``, and its parameters."""
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        keys = columns.pop()
+        if not any(key is not None for key in keys):
+            return self.statements.insert, columns
+        names = [f"{row[1]}\n{row[5]}" for row in rows if row[5] is not None]
+        return self.statements.insert_keyed, [names, *columns, keys]
+
+    def write(self, rows: Sequence[Row], connection: Any = None) -> None:
+        """Write ``rows`` through ``connection`` (the caller's transaction), or committed at
+        once through eventisc's own pool. Raises OutboxError."""
+        sql, params = self.statement(rows)
+        psycopg = _psycopg()
+        try:
+            if connection is not None:
+                execute(connection, sql, params)
+            else:
+                self._write_own(sql, params, psycopg)
+        except OutboxError:
+            raise
+        except Exception as exc:
+            doing = f"cannot write {len(rows)} row(s) to"
+            if type(exc).__name__ == "PoolTimeout":  # the pool's own connect error says why
+                reason = self._unreachable(psycopg)
+                if reason is not None:
+                    raise failure(self.settings, doing, reason) from exc
+            raise failure(self.settings, doing, exc) from exc
+
+    def _unreachable(self, psycopg: Any) -> BaseException | None:
+        """Why no connection can be made now (None if one can)."""
+        try:
+            connect(self.settings).close()
+        except OutboxError as exc:
+            return exc.__context__ or exc
+        return None
+
+    def _write_own(self, sql: str, params: list[list[Any]], psycopg: Any) -> None:
+        pool = self._pool or self._open_pool()
+        with pool.connection() as conn:
+            try:
+                conn.execute(sql, params)
+                return
+            except psycopg.OperationalError as exc:
+                if not conn.broken:
+                    raise
+                # A kept connection had died (PostgreSQL restarted): the pool drops it.
+                logger.info("outbox write failed (%s); writing again on a new connection", exc)
+        with pool.connection() as conn:
+            conn.execute(sql, params)
+
+    def _open_pool(self) -> Any:
+        with self._lock:
+            if self._pool is None:
+                self._pool = _Pool(self.settings)
+            return self._pool
+
+    def close(self) -> None:
+        """Close eventisc's own connections (opened again if it writes again)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+class _Pool:
+    """eventisc's own connections: a psycopg_pool ConnectionPool when installed, else one
+    connection behind a lock."""
+
+    def __init__(self, settings: OutboxSettings):
+        self.settings = settings
+        try:
+            from psycopg_pool import ConnectionPool
+        except ImportError:
+            self._pool = None
+            self._single: Any = None
+            self._lock = threading.Lock()
+            return
+        self._pool = ConnectionPool(
+            settings.url,
+            min_size=1,
+            max_size=settings.pool_size,
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(settings.connect_timeout))},
+            timeout=settings.connect_timeout,
+            name=f"eventisc-outbox-{settings.table}",
+            open=True,
+        )
+
+    def connection(self) -> Any:
+        if self._pool is not None:
+            return self._pool.connection()
+        return _Single(self)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        elif self._single is not None:
+            self._single.close()
+
+
+class _Single:
+    """The one connection of a :class:`_Pool` without psycopg_pool, as a context manager."""
+
+    def __init__(self, pool: _Pool):
+        self.pool = pool
+
+    def __enter__(self) -> Any:
+        pool = self.pool
+        pool._lock.acquire()
+        if pool._single is None or pool._single.closed or pool._single.broken:
+            pool._single = connect(pool.settings)
+        return pool._single
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pool._lock.release()
