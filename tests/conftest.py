@@ -25,6 +25,10 @@ RABBITMQ_HOST = os.environ.get("EVENTISC_TEST_RABBITMQ_HOST", "127.0.0.1")
 RABBITMQ_PORT = int(os.environ.get("EVENTISC_TEST_RABBITMQ_PORT", "5672"))
 REDIS_HOST = os.environ.get("EVENTISC_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("EVENTISC_TEST_REDIS_PORT", "6379"))
+#: The PostgreSQL database the outbox tests use (trust auth; tables are made per test).
+POSTGRES_URL = os.environ.get(
+    "EVENTISC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def require_service(name: str, host: str, port: int) -> None:
@@ -53,6 +57,32 @@ def rabbitmq_url() -> str:
 def redis_url() -> str:
     require_service("Redis", REDIS_HOST, REDIS_PORT)
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/15"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(POSTGRES_URL)
+    require_service("PostgreSQL", parts.hostname or "127.0.0.1", parts.port or 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def outbox_table(postgres_url: str) -> Iterator[str]:
+    """A fresh outbox table of this test's own (created; dropped at the end)."""
+    import uuid
+
+    import psycopg
+
+    from eventisc.outbox.sql import ddl
+
+    table = f"eventisc_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(ddl(table))
+    yield table
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 @pytest.fixture
