@@ -4,6 +4,9 @@
     eventisc routes CONFIG EVENT_NAME           which listeners an event reaches
     eventisc trigger CONFIG EVENT_NAME [--data JSON] [--dry-run]
     eventisc spool list|show|replay|purge CONFIG   the spool of failed and pending notifications
+    eventisc relay [CONFIG] [--concurrency N] [--once] [--metrics-port P]
+                                                deliver the outbox's notifications
+    eventisc outbox sql|init|list|show|replay|purge CONFIG   the outbox table
     eventisc serve-metrics CONFIG [--port 9464]  Prometheus metrics of the app, over HTTP
     eventisc schema [--markdown]                print the config's JSON Schema (or option tables)
     eventisc demo                               a working example on this machine
@@ -20,10 +23,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import spool_cli
+from . import outbox_cli, spool_cli
 from .app import App
 from .config import read_config
-from .errors import ConfigError
+from .errors import ConfigError, OutboxError
 from .masking import mask_payload
 from .report import Delivery
 
@@ -72,7 +75,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _plan(app: App, listener: Any) -> str:
     plan = app.plan(listener.name)
-    mode = "background" if plan.background else "sync"
+    mode = "outbox" if plan.outbox else "background" if plan.background else "sync"
     attempts = plan.policy.max_attempts
     tries = f"up to {attempts} attempts" if attempts > 1 else "1 attempt"
     extra = ", durable" if plan.durable else ""
@@ -205,6 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_trigger)
 
     spool_cli.add_parser(sub, _load)
+    outbox_cli.add_parsers(sub, _load)
 
     p = sub.add_parser("serve-metrics", help="serve the app's Prometheus metrics over HTTP")
     p.add_argument("config")
@@ -233,6 +237,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except ConfigError as exc:
+    except (ConfigError, OutboxError) as exc:
         print(f"eventisc {args.command}: {exc}", file=sys.stderr)
         return 1

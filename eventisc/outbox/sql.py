@@ -183,7 +183,7 @@ class Statements:
             "SELECT count(*) FILTER (WHERE state = 'pending'), "
             "count(*) FILTER (WHERE state = 'dead'), "
             "coalesce(extract(epoch FROM now() - min(created_at) "
-            "FILTER (WHERE state = 'pending')), 0) "
+            "FILTER (WHERE state = 'pending')), 0)::float8 "
             f"FROM {self.table}"
         )
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._fork import register
-from ..errors import OutboxError
+from ..errors import ConfigError, OutboxError
 from ..masking import mask_url
 from ..settings import OutboxSettings
 from .connections import execute
@@ -67,6 +67,10 @@ class OutboxWriter:
     """Writes rows to one outbox table (see the module docstring). Thread-safe, fork-safe."""
 
     def __init__(self, settings: OutboxSettings):
+        try:
+            _psycopg()
+        except OutboxError as exc:  # when the config is loaded, not on the first trigger
+            raise ConfigError(str(exc), "outbox") from None
         self.settings = settings
         self.statements = Statements(settings.table, settings.channel)
         self._pool: Any = None
