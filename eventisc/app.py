@@ -415,12 +415,18 @@ class App:
         """A snapshot of the app's numbers as plain, JSON-serializable dicts.
 
         ``app``: totals (``triggered``, ``matched``, ``filtered``, ``delivered``, ``failed``,
-        ``retried``, ``dropped``, ``spooled``, ``latency`` as count, sum and cumulative
-        buckets); ``listeners``: the same per listener name (and ``circuit``, the breaker of a
-        background listener); ``dispatcher``: the background queue and workers (None in sync
-        mode). Cheap: call it every second if you like.
+        ``retried``, ``dropped``, ``spooled``, ``outboxed``, ``latency`` as count, sum and
+        cumulative buckets); ``listeners``: the same per listener name (and ``circuit``, the
+        breaker of a background listener); ``dispatcher``: the background queue and workers (None in sync
+        mode); ``outbox`` (with an ``outbox``): the table's ``pending`` and ``dead`` rows and
+        the age of its oldest pending row in seconds, or its ``error`` when PostgreSQL cannot
+        be read (one query). Cheap: call it every second if you like.
         """
-        return stats(self._metrics, self._routes, self._deliverer.dispatcher)
+        snapshot = stats(self._metrics, self._routes, self._deliverer.dispatcher)
+        settings = self._deliverer.outbox_settings
+        if settings is not None:
+            snapshot["outbox"] = _outbox_backlog(settings)
+        return snapshot
 
     def register_prometheus(self, registry: Any = None, name: str = "eventisc") -> Any:
         """Export :meth:`stats` to Prometheus (``pip install 'eventisc[prometheus]'``);
@@ -480,6 +486,16 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App prefix={self.name_prefix!r} listeners={len(self._routes)}>"
+
+
+def _outbox_backlog(settings: OutboxSettings) -> dict[str, Any]:
+    from .errors import OutboxError
+    from .outbox.admin import backlog
+
+    try:
+        return backlog(settings)
+    except OutboxError as exc:
+        return {"table": settings.table, "error": str(exc)}
 
 
 #: Apps delivering in the background, closed (so their queues drain) when Python exits.
