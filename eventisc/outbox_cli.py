@@ -53,8 +53,11 @@ def add_parsers(sub: Any, load: Callable[..., App]) -> None:
     p = actions.add_parser("list", help="one line per row")
     common(p)
     p.add_argument("--state", choices=("pending", "dead", "delivered"), help="only this state")
-    p.add_argument("--blocked", action="store_true",
-                   help="only dead rows that hold back later rows of their ordering key")  # fmt: skip
+    p.add_argument(
+        "--blocked",
+        action="store_true",
+        help="only dead rows that hold back later rows of their ordering key",
+    )
     p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     p.set_defaults(func=lambda args: _list(args, load))
 

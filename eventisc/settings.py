@@ -492,8 +492,7 @@ class OutboxSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.strip():
             raise ConfigError(
-                "must be a PostgreSQL URL or conninfo string "
-                "(postgresql://user@host:5432/db)",
+                "must be a PostgreSQL URL or conninfo string (postgresql://user@host:5432/db)",
                 "url",
             )
         if not isinstance(self.table, str) or not _TABLE.fullmatch(self.table):

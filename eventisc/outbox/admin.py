@@ -144,9 +144,7 @@ def waiting_behind(settings: OutboxSettings, row: OutboxRow) -> int:
 def replay(settings: OutboxSettings, filters: Filters) -> int:
     """Dead rows back to pending, due now, attempts from 0: relays deliver them (in ``seq``
     order within an ordering key). Returns how many."""
-    where, params = Filters(
-        "dead", filters.listener, filters.seqs, filters.older_than
-    ).where()
+    where, params = Filters("dead", filters.listener, filters.seqs, filters.older_than).where()
     return int(
         _run(
             settings,

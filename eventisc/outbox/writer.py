@@ -36,9 +36,7 @@ def _psycopg() -> Any:
     try:
         import psycopg
     except ImportError:
-        raise OutboxError(
-            "the outbox needs psycopg 3: pip install 'eventisc[postgres]'"
-        ) from None
+        raise OutboxError("the outbox needs psycopg 3: pip install 'eventisc[postgres]'") from None
     return psycopg
 
 
@@ -47,7 +45,9 @@ def connect(settings: OutboxSettings, *, autocommit: bool = True) -> Any:
     psycopg = _psycopg()
     try:
         return psycopg.connect(
-            settings.url, autocommit=autocommit, connect_timeout=max(1, round(settings.connect_timeout))
+            settings.url,
+            autocommit=autocommit,
+            connect_timeout=max(1, round(settings.connect_timeout)),
         )
     except psycopg.Error as exc:
         raise failure(settings, "cannot connect to", exc) from exc
