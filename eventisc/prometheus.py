@@ -95,6 +95,7 @@ class EventiscCollector(Collector):
         yield deliveries
         yield latency
         yield from _circuits(app, listeners)
+        yield from _outbox(app, stats.get("outbox"))
         dispatcher: dict[str, Any] | None = stats["dispatcher"]
         if dispatcher is None:
             return
@@ -131,6 +132,34 @@ def _circuits(app: list[str], listeners: dict[str, Any]) -> Iterator[Metric]:
         opened.add_metric([*app, name], circuit["opened"])
     yield is_open
     yield opened
+
+
+#: The outbox table's gauges: stats key -> (metric, help).
+_OUTBOX_GAUGES = {
+    "pending": ("eventisc_outbox_pending", "Rows of the outbox table waiting for delivery."),
+    "dead": ("eventisc_outbox_dead", "Dead rows of the outbox table (retries exhausted)."),
+    "oldest_pending_age": (
+        "eventisc_outbox_oldest_pending_seconds",
+        "Age of the oldest row of the outbox table waiting for delivery.",
+    ),
+}
+
+
+def _outbox(app: list[str], outbox: dict[str, Any] | None) -> Iterator[Metric]:
+    """The outbox table's backlog, and whether it could be read."""
+    if outbox is None:
+        return
+    readable = GaugeMetricFamily(
+        "eventisc_outbox_readable", "1 when the outbox table could be read.", labels=["app"]
+    )
+    readable.add_metric(app, int("error" not in outbox))
+    yield readable
+    if "error" in outbox:
+        return
+    for key, (metric, help_text) in _OUTBOX_GAUGES.items():
+        gauge = GaugeMetricFamily(metric, help_text, labels=["app"])
+        gauge.add_metric(app, outbox[key])
+        yield gauge
 
 
 def register(

@@ -296,3 +296,23 @@ def test_rows_are_readable_by_the_admin_functions(app, postgres_url, outbox_tabl
     settings = app._deliverer.outbox_settings
     found = rows(settings, Filters(state="pending"))
     assert [(row.listener, row.state, row.attempts) for row in found] == [("hook", "pending", 0)]
+
+
+def test_prometheus_exports_the_backlog(app, postgres_url, outbox_table):
+    prometheus_client = pytest.importorskip("prometheus_client")
+    registry = prometheus_client.CollectorRegistry()
+    app.register_prometheus(registry)
+    app.trigger("user_created", {"n": 1})
+    app.trigger("user_created", {"n": 2})
+    assert registry.get_sample_value("eventisc_outbox_pending", {"app": "eventisc"}) == 2
+    assert registry.get_sample_value("eventisc_outbox_dead", {"app": "eventisc"}) == 0
+    assert registry.get_sample_value("eventisc_outbox_readable", {"app": "eventisc"}) == 1
+    assert (
+        registry.get_sample_value(
+            "eventisc_deliveries_total",
+            {"app": "eventisc", "listener": "hook", "outcome": "outboxed"},
+        )
+        == 2
+    )
+    age = registry.get_sample_value("eventisc_outbox_oldest_pending_seconds", {"app": "eventisc"})
+    assert age is not None and 0 <= age < 60
