@@ -22,12 +22,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("filters",),
     ("listeners.base", "listeners"),
     ("listeners.*", "pool", "spool"),
-    ("config", "metrics", "report", "heartbeat"),
+    ("config", "metrics", "report", "heartbeat", "outbox", "outbox.sql", "outbox.connections",
+     "outbox.writer", "outbox.admin"),
     ("delivery.*", "delivery"),
     ("routing",),
-    ("observe", "prometheus"),
+    ("observe", "prometheus", "outbox.*"),
     ("app",),
-    ("testing", "pytest_plugin", "spool_cli", "demo", "cli", "__init__",
+    ("testing", "pytest_plugin", "spool_cli", "outbox_cli", "demo", "cli", "__init__",
      "__main__"),
 ]  # fmt: skip
 
