@@ -80,6 +80,8 @@ def _plan(app: App, listener: Any) -> str:
     tries = f"up to {attempts} attempts" if attempts > 1 else "1 attempt"
     extra = ", durable" if plan.durable else ""
     extra += f", priority {plan.priority}" if plan.background and plan.priority else ""
+    if listener.ordering_key is not None:
+        extra += f", ordered by {listener.ordering_key} (on_dead: {listener.on_dead})"
     return f"{mode}, {tries}{extra}"
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["OutboxBatch", "ToOutbox"]
 
 
-class OutboxBatch(list):  # type: ignore[type-arg]
+class OutboxBatch(list["Delivery"]):
     """The deliveries of one trigger (what ``dispatch`` reports) and the outbox rows among
     them, written together once the trigger's routes have run."""
 

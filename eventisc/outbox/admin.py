@@ -57,7 +57,8 @@ class Filters:
 
     def where(self) -> tuple[str, list[Any]]:
         """The WHERE clause (never empty) and its parameters."""
-        clauses, params = ["TRUE"], []
+        clauses: list[str] = ["TRUE"]
+        params: list[Any] = []
         for column, value in (("state", self.state), ("listener", self.listener)):
             if value is not None:
                 clauses.append(f"{column} = %s")
