@@ -130,3 +130,13 @@ def test_an_unreachable_database_is_one_line(tmp_path):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and "s3cret" not in out.stderr
     assert "cannot connect to the outbox table eventisc_outbox" in out.stderr
+
+
+def test_check_shows_outbox_delivery_and_ordering(config):
+    out = run_cli("check", config)
+    assert out.returncode == 0, out.stderr
+    assert (
+        "delivery: outbox, up to 5 attempts, ordered by {event_data['order']} (on_dead: block)"
+        in out.stdout
+    )
+    assert "(on_dead: skip)" in out.stdout
