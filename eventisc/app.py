@@ -281,7 +281,9 @@ class App:
             return self._fire(self.name_prefix + event_name, data, None)
         return self._outboxed(self.name_prefix + event_name, data, OutboxBatch(), connection)[0]
 
-    def dispatch(self, event_name: str, event_data: Any = None, *, connection: Any = None) -> Report:
+    def dispatch(
+        self, event_name: str, event_data: Any = None, *, connection: Any = None
+    ) -> Report:
         """Like :meth:`trigger`, returning a :class:`Report` with one :class:`Delivery` per
         matching listener: its status, error, attempts and latency. In background mode the
         deliveries are futures: ``report.wait(timeout)``; in outbox mode they are final once
@@ -417,10 +419,10 @@ class App:
         ``app``: totals (``triggered``, ``matched``, ``filtered``, ``delivered``, ``failed``,
         ``retried``, ``dropped``, ``spooled``, ``outboxed``, ``latency`` as count, sum and
         cumulative buckets); ``listeners``: the same per listener name (and ``circuit``, the
-        breaker of a background listener); ``dispatcher``: the background queue and workers (None in sync
-        mode); ``outbox`` (with an ``outbox``): the table's ``pending`` and ``dead`` rows and
-        the age of its oldest pending row in seconds, or its ``error`` when PostgreSQL cannot
-        be read (one query). Cheap: call it every second if you like.
+        breaker of a background listener); ``dispatcher``: the background queue and workers
+        (None in sync mode); ``outbox`` (with an ``outbox``): the table's ``pending`` and
+        ``dead`` rows and the age of its oldest pending row in seconds, or its ``error`` when
+        PostgreSQL cannot be read (one query). Cheap: call it every second if you like.
         """
         snapshot = stats(self._metrics, self._routes, self._deliverer.dispatcher)
         settings = self._deliverer.outbox_settings

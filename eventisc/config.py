@@ -380,8 +380,9 @@ _TABLES: dict[str, tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]]
 
 def option_tables() -> dict[str, tuple[str, str]]:
     """Every option table: name -> (title, Markdown table). The names are ``config``,
-    ``listener``, ``retry``, ``dispatcher``, ``outbox`` and each built-in kind whose driver is installed
-    (``http``, ``celery``, ``rabbit``); the tables come from the JSON Schemas' descriptions."""
+    ``listener``, ``retry``, ``dispatcher``, ``outbox`` and each built-in kind whose driver is
+    installed (``http``, ``celery``, ``rabbit``); the tables come from the JSON Schemas'
+    descriptions."""
     tables = {
         name: (title, option_table(props, required=required, collapse=collapse))
         for name, (title, props, required, collapse) in _TABLES.items()
