@@ -115,6 +115,7 @@ def _trigger(args: argparse.Namespace) -> int:
         for delivery in report:
             print(f"{delivery.name} [{delivery.listener.kind}]")
             if delivery.notification is not None:
+                print(f"  id {delivery.notification.id}")
                 shown = _show(mask_payload(delivery.notification.payload))
                 print("  " + shown.replace("\n", "\n  "))
             print("  " + _outcome(delivery))

@@ -1,6 +1,7 @@
 """A durable store of notifications in one SQLite file: dead letters and the durable outbox.
 
-Each row holds one rendered :class:`~eventisc.notification.Notification` and a state:
+Each row holds one rendered :class:`~eventisc.notification.Notification`, its id included (read
+back, it is the same: a replay sends the id the first attempt sent), and a state:
 
 - ``pending``: written before ``trigger()`` returns for a ``durable`` listener and deleted once
   delivered (:meth:`Spool.delivered`). Its ``owner`` is the process delivering it; when that
@@ -17,6 +18,9 @@ JSON this module writes, a column of the wrong type) is never delivered and neve
 others: :meth:`Spool.entries` and the claims leave it out, :meth:`Spool.unreadable` returns it as
 stored, and a pending one found by :meth:`Spool.claim_orphans` is set aside (made ``dead`` with
 reason ``unreadable``, logged once) so that it is not tried again at every start.
+
+A file written by an earlier version is upgraded in place when it is opened (its rows get a new
+notification id each); a file of a later version is refused.
 
 The file is SQLite in WAL mode with ``synchronous=NORMAL``: a committed row survives the
 process being killed; after a power loss or OS crash the last transactions may be lost (the
@@ -77,11 +81,19 @@ STATES = (PENDING, DEAD)
 #: The ``reason`` of a pending row set aside (made dead) because it cannot be read.
 UNREADABLE = "unreadable"
 
-#: ``PRAGMA user_version`` of the layout this module writes; a newer file is refused.
-SCHEMA_VERSION = 1
+#: SQL for a new notification id: 32 lowercase hex digits, as :func:`~eventisc.notification.new_id`
+#: gives (128 random bits).
+_NEW_ID = "lower(hex(randomblob(16)))"
 
-_SCHEMA = (
-    """CREATE TABLE entries (
+#: ``PRAGMA user_version`` of the layout this module writes; a newer file is refused, an
+#: older one upgraded in place when it is opened.
+SCHEMA_VERSION = 2
+
+#: The statements that bring a file from the version before each version to it (a new file
+#: goes through all of them, so every file of one version has the same layout).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE entries (
         id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a stale id cannot hit a new row
         listener TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -95,16 +107,27 @@ _SCHEMA = (
         created REAL NOT NULL,
         updated REAL NOT NULL
     )""",
-    "CREATE INDEX entries_state_created ON entries (state, created)",
-)
+        "CREATE INDEX entries_state_created ON entries (state, created)",
+    ),
+    2: (
+        # The notification id receivers deduplicate with. Rows written before it get a new
+        # one each, as do rows a process of the earlier version still running writes later.
+        "ALTER TABLE entries ADD COLUMN notification_id TEXT NOT NULL DEFAULT ''",
+        f"UPDATE entries SET notification_id = {_NEW_ID}",
+        f"""CREATE TRIGGER entries_notification_id AFTER INSERT ON entries
+        WHEN NEW.notification_id = '' BEGIN
+            UPDATE entries SET notification_id = {_NEW_ID} WHERE id = NEW.id;
+        END""",
+    ),
+}
 
 _COLUMNS = (
     "id, listener, kind, event_name, payload, state, reason, error, attempts, owner, created, "
-    "updated"
+    "updated, notification_id"
 )
 _INSERT = (
     "INSERT INTO entries (listener, kind, event_name, payload, state, reason, error, attempts, "
-    "owner, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "owner, created, updated, notification_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _DELETE = "DELETE FROM entries WHERE id = ?"
 _GIVE_UP = (
@@ -129,8 +152,9 @@ class SpoolError(EventiscError):
 class SpoolEntry:
     """One stored notification.
 
-    ``reason`` says why it is stored (``"durable"``, ``"failed"``, ``"queue full"``,
-    ``"shutdown"``...), ``owner`` which process wrote or last claimed it
+    ``id`` is the entry's number in the file; ``notification`` the notification stored, with
+    its own ``id``. ``reason`` says why it is stored (``"durable"``, ``"failed"``,
+    ``"queue full"``, ``"shutdown"``...), ``owner`` which process wrote or last claimed it
     (``host:pid:start``), ``created``/``updated`` are Unix times.
     """
 
@@ -152,8 +176,9 @@ class UnreadableEntry:
 
     ``problem`` says what is wrong (``"payload: Expecting value: line 1 column 1 (char 0)"``,
     ``"column attempts holds 'many', not an integer"``). The other fields are the row's
-    columns as stored, whatever their type: ``payload`` is the stored text, and a text column
-    that is not valid UTF-8 comes back as bytes.
+    columns as stored, whatever their type: ``payload`` is the stored text,
+    ``notification_id`` the stored id, and a text column that is not valid UTF-8 comes back as
+    bytes.
     """
 
     id: int
@@ -169,6 +194,7 @@ class UnreadableEntry:
     owner: Any
     created: Any
     updated: Any
+    notification_id: Any = None
 
 
 # -- the spool --------------------------------------------------------------------------------
@@ -266,7 +292,12 @@ class Spool:
                 )
             db.execute("PRAGMA synchronous = NORMAL")
             if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                _transaction(db, self._migrate)
+                old = _transaction(db, self._migrate)
+                if old:
+                    logger.info(
+                        "spool %s: upgraded from schema version %d to %d",
+                        *(self.path, old, SCHEMA_VERSION),
+                    )
         except BaseException as exc:
             db.close()
             if isinstance(exc, sqlite3.Error):
@@ -274,22 +305,25 @@ class Spool:
             raise
         return db
 
-    def _migrate(self, db: sqlite3.Connection) -> None:
+    def _migrate(self, db: sqlite3.Connection) -> int:
+        """Create the layout, or upgrade an older file's in place; return the version the file
+        had (0: new)."""
         version = db.execute("PRAGMA user_version").fetchone()[0]  # again, in the transaction
         if version > SCHEMA_VERSION:
             raise SpoolError(
                 f"spool {self.path}: written by a newer eventisc (schema version {version}, "
                 f"this one knows {SCHEMA_VERSION}); upgrade eventisc or use another file"
             )
-        if version == 0:
-            if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                raise SpoolError(
-                    f"spool {self.path}: this SQLite database holds something else (tables "
-                    "but no eventisc schema); choose another file"
-                )
-            for statement in _SCHEMA:
+        if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise SpoolError(
+                f"spool {self.path}: this SQLite database holds something else (tables "
+                "but no eventisc schema); choose another file"
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
                 db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return int(version)
 
     def _error(self, exc: BaseException) -> SpoolError:
         text = str(exc) or type(exc).__name__
@@ -340,7 +374,7 @@ class Spool:
             owner = this_process()[2]
         now = self._clock()
         head = (n.listener, n.kind, n.event_name, encode_payload(n.payload, n.listener))
-        return (*head, state, reason, error, attempts, owner, now, now)
+        return (*head, state, reason, error, attempts, owner, now, now, n.id)
 
     def add(
         self,
@@ -691,6 +725,10 @@ def _is_time(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
 #: Each column after the id: its index in _COLUMNS, name, what it must hold, and a check.
 _CHECKS: tuple[tuple[int, str, str, Callable[[Any], bool]], ...] = (
     (1, "listener", "text", _is_text),
@@ -704,6 +742,7 @@ _CHECKS: tuple[tuple[int, str, str, Callable[[Any], bool]], ...] = (
     (9, "owner", "text or NULL", _is_text_or_null),
     (10, "created", "a Unix time", _is_time),
     (11, "updated", "a Unix time", _is_time),
+    (12, "notification_id", "a notification id (text)", _is_id),
 )
 
 
@@ -728,8 +767,8 @@ def _read(row: tuple[Any, ...]) -> SpoolEntry | UnreadableEntry:
         except ValueError as exc:
             problem = f"payload: {exc}"
         else:
-            notification = Notification(row[1], row[2], row[3], payload)
-            return SpoolEntry(row[0], notification, *row[5:])
+            notification = Notification(row[1], row[2], row[3], payload, row[12])
+            return SpoolEntry(row[0], notification, *row[5:12])
     return UnreadableEntry(row[0], problem, *row[1:])
 
 

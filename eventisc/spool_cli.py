@@ -158,16 +158,23 @@ def _show(args: argparse.Namespace, load: Callable[..., App]) -> int:
         bad = spool.unreadable(ids=[args.id])
         if bad:  # as stored: the payload is the raw text
             b = bad[0]
-            stored = {"listener": b.listener, "kind": b.kind, "event_name": b.event_name,
-                      "payload": b.payload}  # fmt: skip
+            stored = {"id": b.notification_id, "listener": b.listener, "kind": b.kind,
+                      "event_name": b.event_name, "payload": b.payload}  # fmt: skip
             shown = {**_fields(b), "unreadable": b.problem, "stored": stored}
         else:
             entry = spool.get(args.id)
             if entry is None:
                 print(f"no entry {args.id} in {spool.path}")
                 return 1
-            notification = entry.notification.to_dict()
-            notification["payload"] = mask_payload(notification["payload"])
+            n = entry.notification
+            # The notification's own id is the one its receivers see (the entry's is the file's).
+            notification = {
+                "id": n.id,
+                "listener": n.listener,
+                "kind": n.kind,
+                "event_name": n.event_name,
+                "payload": mask_payload(n.payload),
+            }
             shown = {**_fields(entry), "notification": notification}
         print(json.dumps(shown, indent=2, default=repr, ensure_ascii=False))
     return 0

@@ -279,6 +279,41 @@ def test_forked_child_opens_its_own_connection(celery_worker, listeners):
     assert celery_worker.sent(send(listener, "e", "parent after"))["args"] == ["parent after"]
 
 
+# -- the task id ------------------------------------------------------------------------------
+
+
+def test_the_task_id_is_the_notification_id(celery_worker, listeners):
+    # Given a notification sent twice (a retry, a spool replay of it)
+    queue = celery_worker.queue()
+    listener = celery_listener(celery_worker, queue=queue, task_args=["{event_data}"])
+    listeners.append(listener)
+    notification = listener.render("e", 1)
+    before = celery_worker.recorder.ids()
+    details = [listener.deliver(notification) for _ in range(2)]
+    # Then each carried the notification id as its task id: the id the worker ran it with
+    assert details == [f"sent task {notification.id}"] * 2
+    assert celery_worker.recorder.wait(notification.id)["args"] == [1]
+    assert celery_worker.recorder.wait_new(before, 1)[0]["queue"] == queue
+    # And an app's delivery reports the same
+    with eventisc.create_app(listeners=[listener]) as app:
+        (delivery,) = app.dispatch("e", 2)
+    assert delivery.detail == f"sent task {delivery.notification.id}"
+    assert celery_worker.recorder.wait(delivery.notification.id)["args"] == [2]
+
+
+def test_a_task_id_in_send_task_kwargs_wins(celery_worker, listeners):
+    task_id = f"fixed-{celery_worker.name}-{time.monotonic_ns()}"
+    listener = celery_listener(
+        celery_worker,
+        queue=celery_worker.queue(),
+        task_args=["{event_data}"],
+        send_task_kwargs={"task_id": task_id, "countdown": 0},
+    )
+    listeners.append(listener)
+    assert send(listener, "e", "mine") == f"sent task {task_id}"
+    assert celery_worker.recorder.wait(task_id)["args"] == ["mine"]
+
+
 # -- failures ---------------------------------------------------------------------------------
 
 
@@ -427,6 +462,12 @@ def test_describe_masks_the_password():
             "listeners[0].send_task_kwargs.countdown",
             "not of type",
         ),
+        (
+            {"send_task_kwargs": {"task_id": 5}},
+            "listeners[0].send_task_kwargs.task_id",
+            "not of type",
+        ),
+        ({"send_task_kwargs": {"task_id": ""}}, "listeners[0].send_task_kwargs.task_id", "''"),
         ({"timeout": 0}, "listeners[0].timeout", "0"),
         ({"broker": "amqp://"}, "listeners[0].broker", "broker_url"),
     ],
@@ -441,6 +482,13 @@ def test_bad_options_are_config_errors_with_their_path(options, path, message):
         eventisc.create_app(listeners=[definition])
     assert info.value.path == path
     assert message in info.value.message
+
+
+def test_a_task_id_that_is_not_text_is_a_config_error_in_python_too():
+    with pytest.raises(ConfigError) as info:
+        CeleryListener("e", task_name="t", send_task_kargs={"task_id": 7})
+    assert info.value.path == "send_task_kargs.task_id"
+    assert "leave it out" in info.value.message
 
 
 def test_missing_task_name_in_python_is_a_config_error():

@@ -9,6 +9,7 @@ import datetime
 import decimal
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,7 @@ from eventisc.notification import Notification
 from eventisc.spool import (
     DEAD,
     PENDING,
+    SCHEMA_VERSION,
     UNREADABLE,
     Spool,
     SpoolError,
@@ -80,10 +83,11 @@ def test_payloads_with_bytes_nested_values_and_unicode_round_trip(tmp_path: Path
         "numbers": [1, 2.5, -3, None, True, False, 10**20],
         "nested": {"a": {"b": {"c": [[], {}, ""]}}},
     }
-    entry_id = spool.add(Notification("queue", "rabbit", "ünïcode.event", payload))
+    notification = Notification("queue", "rabbit", "ünïcode.event", payload)
+    entry_id = spool.add(notification)
     entry = spool.get(entry_id)
     assert entry is not None
-    assert entry.notification == Notification("queue", "rabbit", "ünïcode.event", payload)
+    assert entry.notification == notification  # its id included
     assert type(entry.notification.payload["body"]) is bytes
     # The stored form is JSON a person can read with the sqlite3 shell.
     raw = sqlite3.connect(tmp_path / "spool.db").execute("SELECT payload FROM entries").fetchone()
@@ -163,7 +167,7 @@ def test_the_file_and_its_directories_are_created_in_wal_mode_with_a_schema_vers
     assert spool.path == str(path) and repr(spool) == f"<Spool {str(path)!r}>"
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     raw.close()
     spool.close()
     assert Spool(path).count() == 0  # reopening an existing spool keeps it
@@ -337,6 +341,8 @@ DAMAGE = [
     ("attempts = 'many'", "column attempts holds 'many', not an integer"),
     ("created = 'yesterday'", "column created holds 'yesterday', not a Unix time"),
     ("state = 'done'", "column state holds 'done', not 'pending' or 'dead'"),
+    ("notification_id = ''", "column notification_id holds '', not a notification id"),
+    ("notification_id = X'01'", f"column notification_id holds b'\\x01'{BLOB}, not a"),
 ]
 
 
@@ -866,6 +872,114 @@ def test_paths_that_cannot_hold_a_spool_raise_spool_error_with_the_path(tmp_path
         with pytest.raises(SpoolError) as info:
             Spool(path)
         assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_an_orphan_whose_notification_id_is_damaged_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    bad, good = (spool.add(note(n=i), state=PENDING, owner=None) for i in range(2))
+    corrupt(path, bad, "notification_id = ''")
+    assert [e.id for e in spool.claim_orphans()] == [good]
+    (item,) = spool.unreadable(state=DEAD)
+    assert (item.id, item.reason, item.notification_id) == (bad, UNREADABLE, "")
+    assert item.error == "column notification_id holds '', not a notification id (text)"
+
+
+#: The layout of a version-1 spool file, as eventisc wrote it before it stored notification ids.
+V1_DDL = (
+    """CREATE TABLE entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        listener TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        event_name TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'dead')),
+        reason TEXT NOT NULL,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        owner TEXT,
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    )""",
+    "CREATE INDEX entries_state_created ON entries (state, created)",
+)
+#: A row as version 1 wrote it.
+V1_INSERT = (
+    "INSERT INTO entries (listener, kind, event_name, payload, state, reason, error, attempts, "
+    "owner, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+NOTIFICATION_ID = re.compile("[0-9a-f]{32}")
+
+
+def v1_spool(path: Path, rows: list[tuple[Any, ...]]) -> None:
+    with sqlite3.connect(path) as raw:
+        for statement in V1_DDL:
+            raw.execute(statement)
+        raw.executemany(V1_INSERT, rows)
+        raw.execute("PRAGMA user_version = 1")
+    raw.close()
+
+
+def test_a_version_1_file_is_upgraded_in_place(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a file an earlier eventisc wrote: two dead rows and a pending one; the last row
+    # written was deleted (its entry id must never be given again)
+    path = tmp_path / "spool.db"
+    row = ("hook", "http", "user_created", '{"n":%d}', DEAD, "failed", "503", 2, None, 10.0, 11.0)
+    rows = [(*row[:3], row[3] % n, *row[4:]) for n in range(4)]
+    rows[1] = (*rows[1][:4], PENDING, "durable", None, 0, None, 10.0, 12.0)
+    v1_spool(path, rows)
+    with sqlite3.connect(path) as raw:
+        raw.execute("DELETE FROM entries WHERE id = 4")
+    raw.close()
+    # When this version opens it
+    with caplog.at_level(logging.INFO, logger="eventisc.spool"):
+        spool = Spool(path)
+    assert "upgraded from schema version 1 to 2" in caplog.text
+    # Then every row is there as it was, with a notification id of its own
+    entries = spool.entries()
+    assert [(e.id, e.notification.payload, e.state) for e in entries] == [
+        (1, {"n": 0}, DEAD),
+        (2, {"n": 1}, PENDING),
+        (3, {"n": 2}, DEAD),
+    ]
+    assert (entries[0].error, entries[0].attempts, entries[0].created) == ("503", 2, 10.0)
+    ids = [e.notification.id for e in entries]
+    assert all(NOTIFICATION_ID.fullmatch(i) for i in ids) and len(set(ids)) == 3
+    # ... kept: read again, claimed, or opened by another process, a row's id stays the same
+    # (a replay sends the id the row has from now on)
+    spool.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    raw.close()
+    caplog.clear()
+    again = Spool(path)
+    assert [e.notification.id for e in again.entries()] == ids
+    assert [e.notification.id for e in again.claim_dead()] == [ids[0], ids[2]]
+    assert "upgraded" not in caplog.text
+    # New rows keep their notification's id; entry ids are still never reused
+    fresh = note(n=9)
+    entry_id = again.add(fresh)
+    assert entry_id == 5
+    stored = again.get(entry_id)
+    assert stored is not None and stored.notification.id == fresh.id
+    # A process of the earlier version still running writes rows without an id: each gets one
+    with sqlite3.connect(path) as raw:
+        raw.executemany(V1_INSERT, [rows[0], rows[0]])
+    raw.close()
+    late = [e.notification.id for e in again.entries(ids=[6, 7])]
+    assert all(NOTIFICATION_ID.fullmatch(i) for i in late) and len(set(late + ids)) == 5
+    again.close()
+
+
+def test_a_version_1_file_shared_by_processes_is_upgraded_once(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    v1_spool(path, [("hook", "http", "e", "{}", DEAD, "failed", None, 1, None, 1.0, 1.0)])
+    spools = [Spool(path) for _ in range(2)]  # the second finds it upgraded already
+    assert spools[0].entries() == spools[1].entries()
+    for spool in spools:
+        spool.close()
 
 
 def test_a_spool_written_by_a_newer_eventisc_is_refused(tmp_path: Path) -> None:

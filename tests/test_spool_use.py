@@ -63,6 +63,34 @@ def sent(receiver: Receiver) -> list[int]:
     return sorted(request.json["i"] for request in receiver.requests)
 
 
+# -- the notification id -----------------------------------------------------------------------
+
+
+def test_show_prints_the_notification_id_and_a_replay_sends_it(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    config, path = write_config(tmp_path, receiver.url)
+    (entry_id,) = spooled(config, 1)
+    entry = Spool(path).get(entry_id)
+    assert entry is not None and re.fullmatch("[0-9a-f]{32}", entry.notification.id)
+    shown = run_cli("spool", "show", config, str(entry_id))
+    assert shown.returncode == 0, shown.stderr
+    item = json.loads(shown.stdout)
+    assert item["id"] == entry_id
+    assert item["notification"] == {
+        "id": entry.notification.id,
+        "listener": "hook",
+        "kind": "http",
+        "event_name": "e",
+        "payload": entry.notification.payload,
+    }
+    receiver.script.append(Response(503))
+    for _ in range(2):  # the first replay fails and keeps it, the second delivers it
+        run_cli("spool", "replay", config)
+    assert [r.headers["Idempotency-Key"] for r in receiver.requests] == [entry.notification.id] * 2
+    assert Spool(path).count() == 0
+
+
 # -- unreadable rows ----------------------------------------------------------------------------
 
 
@@ -87,6 +115,7 @@ def test_an_unreadable_entry_is_listed_shown_kept_by_replay_and_purged(
     item = json.loads(shown.stdout)
     assert (item["id"], item["state"], item["reason"]) == (bad, DEAD, "failed")
     assert item["unreadable"].startswith("payload: Expecting property name")
+    assert re.fullmatch("[0-9a-f]{32}", item["stored"].pop("id"))  # the notification's id
     assert item["stored"] == {
         "listener": "hook",
         "kind": "http",

@@ -135,11 +135,14 @@ class CeleryListener(Listener):
     def deliver(self, notification: Notification) -> str:
         """Send the task; return ``"sent task <id>"``.
 
+        The task id is the notification id unless ``send_task_kwargs`` gives a ``task_id``.
         Returns or raises within about ``timeout`` seconds when the broker is down, silent
         or the pooled connection is dead (for a host app, see :func:`publish_options`).
         """
         payload = notification.payload
         options = dict(payload.get("options") or {})
+        if "task_id" not in options:
+            options["task_id"] = notification.id
         if payload.get("queue"):
             options["queue"] = payload["queue"]
         options.update(self._publish)

@@ -49,6 +49,13 @@ _SEND_TASK_KWARGS_SCHEMA: dict[str, Any] = {
         + ") are refused."
     ),
     "properties": {
+        "task_id": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The same task id for every task (it is not templated). Default: "
+            "the notification id, the same on every retry and spool replay of one "
+            "notification.",
+        },
         "countdown": {"type": "number", "description": "Seconds to wait before running."},
         "eta": {"type": "string", "description": "ISO 8601 time to run at."},
         "expires": {
@@ -209,6 +216,13 @@ def send_task_options(
             raise ConfigError(
                 f"`{key}` is set by the listener: {CONTROLLED_OPTIONS[key]}", f"{option}.{key}"
             )
+    task_id = given.get("task_id")
+    if "task_id" in given and not (isinstance(task_id, str) and task_id):
+        raise ConfigError(
+            f"a task id is text, not {task_id!r} (leave it out: each task's id is then its "
+            "notification id)",
+            f"{option}.task_id",
+        )
     return dict(given)
 
 

@@ -9,6 +9,7 @@ whole attempt, reads the answer's body within ``max_response_bytes``, follows re
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from ..base import FilterLike, Listener, mask_url
 from .errors import status_error, translate_error
 from .options import (
     DEADLINE_READS,
+    DEFAULT_IDEMPOTENCY_HEADER,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
     HTTP_SCHEMA,
@@ -35,6 +37,7 @@ from .options import (
     form_encode,
     may_be_mapping,
     parse_byte_count,
+    parse_idempotency_header,
     parse_seconds,
     parse_statuses,
     parse_timeout,
@@ -76,6 +79,7 @@ class HttpListener(Listener):
         filter: FilterLike = None,
         *,
         headers: Mapping[str, Any] | None = None,
+        idempotency_header: str | None = DEFAULT_IDEMPOTENCY_HEADER,
         timeout: float | tuple[float, float] | list[float] | None = None,
         success_status: list[int | str] | None = None,
         follow_redirects: bool | None = None,
@@ -109,6 +113,10 @@ class HttpListener(Listener):
         options = dict(requests_kwargs or {})
         self._set_sending_options(options, timeout, follow_redirects, deadline, max_response_bytes)
         self._static_headers, send_kwargs = requests_options(options)
+        #: The header each request carries the notification id in; None: no such header.
+        self.idempotency_header: str | None = parse_idempotency_header(
+            idempotency_header, headers or (), self._static_headers
+        )
         self.success_status: frozenset[int] = parse_statuses(success_status)
         self._sessions = SessionHolder(send_kwargs)
 
@@ -218,7 +226,9 @@ class HttpListener(Listener):
     def deliver(self, notification: Notification) -> str:
         """Send the request; return ``"HTTP <status>"`` when the status counts as success.
 
-        The whole attempt, redirects included, ends by the listener's ``deadline``. Raises
+        The request carries the notification id in the ``idempotency_header`` (if any), the
+        same on every attempt. The whole attempt, redirects included, ends by the listener's
+        ``deadline``. Raises
         :class:`HTTPStatusError` for any other status (a redirect not followed included),
         :class:`DeliveryTimeout`, :class:`ConnectError` or :class:`DeliveryError` (see
         :func:`translate_error`): whatever fails inside requests comes out as one of these.
@@ -227,6 +237,10 @@ class HttpListener(Listener):
         method, url = payload["method"], payload["url"]
         where = f"{method} {mask_url(url)}"
         headers = CaseInsensitiveDict(self._static_headers)
+        if self.idempotency_header is not None:
+            # Set before the rendered headers: a payload that has its own (spooled while the
+            # listener's headers named it) keeps it.
+            headers[self.idempotency_header] = notification.id
         headers.update(payload.get("headers") or {})
         body = payload.get("body")
         data = body.encode("utf-8") if body is not None else None
@@ -302,6 +316,17 @@ class HttpListener(Listener):
                 "for connecting, sending and reading the answer)"
             )
         return translate_error(exc, where, timeout=self.timeout)
+
+    def dry_run(self, notification: Notification) -> bool:
+        """Show the request as :meth:`deliver` would send it: with its idempotency header."""
+        name = self.idempotency_header
+        if name is not None:
+            payload = notification.payload
+            headers = {name: notification.id, **(payload.get("headers") or {})}
+            notification = dataclasses.replace(
+                notification, payload={**payload, "headers": headers}
+            )
+        return super().dry_run(notification)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import importlib.util
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -23,6 +23,7 @@ __all__ = [
     "CREDENTIAL_HEADERS",
     "CREDENTIAL_OPTIONS",
     "DEADLINE_READS",
+    "DEFAULT_IDEMPOTENCY_HEADER",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
     "HTTP_SCHEMA",
@@ -38,6 +39,7 @@ __all__ = [
     "form_pairs",
     "may_be_mapping",
     "parse_byte_count",
+    "parse_idempotency_header",
     "parse_seconds",
     "parse_statuses",
     "parse_timeout",
@@ -54,6 +56,10 @@ DEFAULT_TIMEOUT = 10.0
 DEADLINE_READS = 3
 #: Bytes of a response body read at most when no ``max_response_bytes`` is configured.
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+#: The header that carries the notification id when no ``idempotency_header`` is configured.
+DEFAULT_IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Headers requests or the listener write themselves: never the idempotency header.
+_FRAMING_HEADERS = ("content-type", "content-length", "transfer-encoding", "host")
 #: Redirects one attempt follows at most (requests' 30 lets a loop hold a worker for long).
 MAX_REDIRECTS = 5
 #: The methods a listener may send.
@@ -137,6 +143,16 @@ HTTP_SCHEMA: dict[str, Any] = {
             "description": "Templated headers, merged over `requests_kwargs.headers` (names "
             "are case-insensitive); may replace `Content-Type`; a value rendering to `null` "
             "leaves the header out.",
+        },
+        "idempotency_header": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "default": DEFAULT_IDEMPOTENCY_HEADER,
+            "description": "The header that carries the notification's id (32 hex digits), the "
+            "same on every attempt, retry and spool replay of one notification, for the "
+            "receiver to deduplicate with. A header of this name in `headers` or "
+            "`requests_kwargs.headers` (any case) is sent instead. `null` sends none, as "
+            "event-isc did.",
         },
         "timeout": {
             "oneOf": [
@@ -264,6 +280,32 @@ def take_alias(options: dict[str, Any], key: str, value: Any) -> tuple[Any, str]
 def check_header_name(name: Any, path: str) -> None:
     if not isinstance(name, str) or not _TOKEN.match(name):
         raise ConfigError(f"{name!r} is not a valid header name", path)
+
+
+def parse_idempotency_header(name: Any, *given: Iterable[str]) -> str | None:
+    """The header to send the notification id in: ``name``, or None when it is None or when
+    one of the header names ``given`` (the listener's own headers) is the same, any case.
+
+    Raises :class:`ConfigError` at ``idempotency_header`` for a value that is not a header
+    name, or a header that requests or the listener set themselves (``Content-Type``...).
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str) or not _TOKEN.match(name):
+        raise ConfigError(
+            f"must be a header name (such as {DEFAULT_IDEMPOTENCY_HEADER}) or null, not {name!r}",
+            "idempotency_header",
+        )
+    lowered = name.lower()
+    if lowered in _FRAMING_HEADERS:
+        raise ConfigError(
+            f"{name} is written by the listener itself; choose another header name",
+            "idempotency_header",
+        )
+    for names in given:
+        if any(isinstance(other, str) and other.lower() == lowered for other in names):
+            return None  # the listener's own header of that name is sent instead
+    return name
 
 
 def check_url(

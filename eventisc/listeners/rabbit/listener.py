@@ -123,6 +123,9 @@ class RabbitListener(Listener):
         """Compile the message properties; check and build constant ones once, now."""
         props = {**DEFAULT_PROPERTIES, **(properties or {})}
         check_property_names(props)
+        #: Whether each message's ``message_id`` is its notification id (decided now: a
+        #: ``message_id`` of the listener's own, templated or not, is sent instead).
+        self._message_ids = "message_id" not in props
         self._properties = self.template(props, "properties")
         self._static_properties: dict[str, Any] | None = None
         self._static_basic_properties: Any = None
@@ -203,16 +206,14 @@ class RabbitListener(Listener):
         """Publish the message on a pooled connection; return "confirmed" (or "published"
         with confirm off).
 
-        Raises ConnectError, DeliveryTimeout or Rejected (see :func:`translate_error`), and
-        :class:`~eventisc.errors.StaleConnection` when the pooled connection turned out dead:
-        it is dropped, and the delivery layers send once more at once, on a fresh one.
+        The message's ``message_id`` is the notification id unless the listener's
+        ``properties`` set one. Raises ConnectError, DeliveryTimeout or Rejected (see
+        :func:`translate_error`), and :class:`~eventisc.errors.StaleConnection` when the pooled
+        connection turned out dead: it is dropped, and the delivery layers send once more at
+        once, on a fresh one.
         """
         p = notification.payload
-        properties = p["properties"]
-        if properties is self._static_properties:
-            basic_properties = self._static_basic_properties
-        else:
-            basic_properties = pika.BasicProperties(**properties)
+        basic_properties = self._basic_properties(notification)
         args = (p["exchange"], p["routing_key"], p["body"], basic_properties, p["mandatory"])
         pool = self._pool
         try:
@@ -232,6 +233,25 @@ class RabbitListener(Listener):
             raise self._failure(exc) from exc
         pool.checkin(entry)
         return "confirmed" if self.confirm else "published"
+
+    def _basic_properties(self, notification: Notification) -> Any:
+        """The message's pika properties: the rendered ones, and the notification id as
+        ``message_id`` unless the listener's ``properties`` set one (then the payload holds
+        it, even when it rendered to None).
+
+        Raises the translated error for properties pika refuses (a replayed payload).
+        """
+        properties = notification.payload["properties"]
+        try:
+            if self._message_ids and "message_id" not in properties:
+                return pika.BasicProperties(message_id=notification.id, **properties)
+            if properties is self._static_properties:
+                return self._static_basic_properties
+            return pika.BasicProperties(**properties)
+        except Exception as exc:  # a replayed payload with unknown properties
+            error = translate_error(exc, self.target)
+            error.listener = self.name
+            raise error from exc
 
     def _failure(self, exc: Exception) -> DeliveryError:
         """The error for a failed publish: :class:`StaleConnection` when the connection died
@@ -269,17 +289,11 @@ class RabbitListener(Listener):
             call_done(done, detail, None)
             return
         p = notification.payload
-        properties = p["properties"]
-        if properties is self._static_properties:
-            basic_properties = self._static_basic_properties
-        else:
-            try:
-                basic_properties = pika.BasicProperties(**properties)
-            except Exception as exc:  # a replayed payload with unknown properties
-                error = translate_error(exc, self.target)
-                error.listener = self.name
-                call_done(done, None, error)
-                return
+        try:
+            basic_properties = self._basic_properties(notification)
+        except DeliveryError as exc:
+            call_done(done, None, exc)
+            return
         publisher.publish(
             p["exchange"], p["routing_key"], p["body"], basic_properties, p["mandatory"], done
         )

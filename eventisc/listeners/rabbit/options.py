@@ -213,8 +213,9 @@ RABBIT_SCHEMA: dict[str, Any] = {
             "Templated message properties, merged over the default: `content_type`, "
             "`content_encoding`, `headers`, `delivery_mode` (1, or 2: persistent), `priority`, "
             "`correlation_id`, `reply_to`, `expiration` (an int of milliseconds is converted), "
-            "`message_id`, `timestamp` (an int or a datetime), `type`, `user_id`, `app_id`, "
-            "`cluster_id`.", "object", default=DEFAULT_PROPERTIES,
+            "`message_id` (without it, each message's is its notification id), `timestamp` "
+            "(an int or a datetime), `type`, `user_id`, `app_id`, `cluster_id`.", "object",
+            default=DEFAULT_PROPERTIES,
         ),
         "confirm": _option(
             "Wait for the broker's publisher confirm: a delivery that succeeds means the "
