@@ -38,7 +38,10 @@ from .settings import (
 )
 
 if TYPE_CHECKING:
+    from .delivery.breaker import CircuitBreaker
+    from .delivery.sender import Layer, Resolve, Sender
     from .notification import Notification
+    from .outbox.relay import Relay
     from .spool import Spool
 
 __all__ = ["App", "Interceptor", "ListenerLike"]
@@ -122,6 +125,8 @@ class App:
         self._router = Router(self._routes)
         self._heartbeat: Heartbeat | None = None
         self._reporter: Heartbeat | None = None
+        #: The relay :meth:`run_relay` runs (or ran last): its numbers are in :meth:`stats`.
+        self._relay: Relay | None = None
         self._start_threads(heartbeat, report_interval)
         if background:
             _background_apps.add(self)
@@ -422,12 +427,15 @@ class App:
         breaker of a background listener); ``dispatcher``: the background queue and workers
         (None in sync mode); ``outbox`` (with an ``outbox``): the table's ``pending`` and
         ``dead`` rows and the age of its oldest pending row in seconds, or its ``error`` when
-        PostgreSQL cannot be read (one query). Cheap: call it every second if you like.
+        PostgreSQL cannot be read (one query); ``relay`` (once :meth:`run_relay` ran): the
+        relay's own numbers (``Relay.stats``). Cheap: call it every second if you like.
         """
         snapshot = stats(self._metrics, self._routes, self._deliverer.dispatcher)
         settings = self._deliverer.outbox_settings
         if settings is not None:
             snapshot["outbox"] = _outbox_backlog(settings)
+        if self._relay is not None:
+            snapshot["relay"] = self._relay.stats()
         return snapshot
 
     def register_prometheus(self, registry: Any = None, name: str = "eventisc") -> Any:
@@ -440,6 +448,49 @@ class App:
 
     def _log_summary(self) -> None:
         logger.info("eventisc: %s", summary(self.stats()))
+
+    # -- the outbox relay -----------------------------------------------------------------------
+
+    def run_relay(
+        self,
+        *,
+        concurrency: int | None = None,
+        once: bool = False,
+        report_interval: float = 60.0,
+        install_signals: bool = True,
+    ) -> int:
+        """Deliver the outbox table's rows with this app's listeners until stopped; return the
+        exit status. See :class:`eventisc.outbox.relay.Relay`.
+
+        ``concurrency`` (default: the ``outbox`` setting) bounds deliveries at once; ``once``
+        returns when no row is due; ``report_interval`` seconds between INFO lines (0: none).
+        With ``install_signals``, SIGTERM and SIGINT stop it gracefully (main thread only).
+        Raises ConfigError when the app has no ``outbox``.
+        """
+        from .outbox.relay import Relay
+
+        relay = Relay(self, concurrency=concurrency, once=once, report_interval=report_interval)
+        self._relay = relay
+        return relay.run(install_signals=install_signals)
+
+    @property
+    def outbox_settings(self) -> OutboxSettings | None:
+        """The ``outbox`` settings (None when the app has no outbox)."""
+        return self._deliverer.outbox_settings
+
+    def relay_senders(
+        self, note: Layer, resolve: Resolve
+    ) -> dict[str, tuple[Sender, CircuitBreaker | None]]:
+        """Each listener's sender for an outbox relay, by name, with its circuit breaker
+        (:meth:`eventisc.delivery.Deliverer.relay_sender`); its outcomes are counted in the
+        listener's numbers of :meth:`stats`, and run the app's hooks."""
+        return {
+            route.name: self._deliverer.relay_sender(
+                route.listener, route.plan, route.metrics, route.wiring.recorder,
+                note=note, resolve=resolve,
+            )
+            for route in self._routes
+        }  # fmt: skip
 
     # -- connections ----------------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ def add_parsers(sub: Any, load: Callable[..., App]) -> None:
 def _settings(args: argparse.Namespace, load: Callable[..., App]) -> OutboxSettings:
     app = load(args.config, recover=False)
     try:
-        settings = app._deliverer.outbox_settings
+        settings = app.outbox_settings
     finally:
         app.close()
     if settings is None:
@@ -90,7 +90,7 @@ def _settings(args: argparse.Namespace, load: Callable[..., App]) -> OutboxSetti
 
 def _relay(args: argparse.Namespace, load: Callable[..., App]) -> int:
     with load(args.config, recover=False) as app:
-        if app._deliverer.outbox_settings is None:
+        if app.outbox_settings is None:
             raise ConfigError("this config has no `outbox`", "outbox", app.source)
         if args.metrics_port is not None:
             _serve_metrics(app, args.metrics_port)
@@ -164,7 +164,7 @@ def _list(args: argparse.Namespace, load: Callable[..., App]) -> int:
 
     app = load(args.config, recover=False)
     app.close()
-    settings = app._deliverer.outbox_settings
+    settings = app.outbox_settings
     if settings is None:
         raise ConfigError("this config has no `outbox`", "outbox", app.source)
     if args.blocked:

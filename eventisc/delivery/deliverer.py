@@ -21,7 +21,7 @@ from .dispatcher import Dispatcher
 from .outboxing import ToOutbox
 from .recording import Hooks, Recorder, RecordLayer
 from .retrying import RetryLayer
-from .sender import AsyncSender, Layer, Sender
+from .sender import AsyncSender, Layer, Resolve, Sender
 from .spooling import SpoolLayer
 from .steps import Capture, DryRun, Enqueue, Inline, Pipelined, SendStep, direct
 
@@ -131,6 +131,40 @@ class Deliverer:
             sender = Sender(listener, layers, recorder)
             step = Enqueue(sender, plan.priority, background, plan.durable)
         return Wiring(step.send, recorder, sender, breaker)
+
+    def relay_sender(
+        self,
+        listener: Listener,
+        plan: Plan,
+        metrics: ListenerMetrics,
+        recorder: Recorder,
+        *,
+        note: Layer,
+        resolve: Resolve,
+    ) -> tuple[Sender, CircuitBreaker | None]:
+        """The sender of an outbox relay's deliveries for ``listener``, and its circuit
+        breaker: as in background delivery (the breaker, pipelined publishing for a listener
+        that ``delivers_async()``, the recording of final outcomes), but without inline
+        retries: a failure ``plan.policy`` retries comes to a :class:`RetryAfter`, for the relay
+        to write to the row. ``note`` (the relay's layer) sees each raw result first;
+        asynchronous outcomes go to ``resolve``. No spool: the table keeps the dead rows."""
+        layers: list[Layer] = [note]
+        if plan.policy.max_attempts > 1:
+            layers.append(RetryLayer(plan.policy, metrics))
+        layers.append(RecordLayer(recorder))
+        breaker = None
+        if self.settings.breaker_failures:
+            breaker = CircuitBreaker(
+                listener.name, self.settings.breaker_failures, self.settings.breaker_reset
+            )
+            layers.insert(0, BreakerLayer(breaker))
+        if listener.delivers_async():
+            # The relay counts its deliveries in flight itself: nothing to expect.
+            sender: Sender = AsyncSender(
+                listener, layers, recorder, expect=lambda delivery: None, resolve=resolve
+            )
+            return sender, breaker
+        return Sender(listener, layers, recorder), breaker
 
     def _layers(self, plan: Plan, metrics: ListenerMetrics, recorder: Recorder) -> list[Layer]:
         layers: list[Layer] = []

@@ -130,33 +130,37 @@ class Statements:
 
     @property
     def retry(self) -> str:
-        """Rows (seq, delay seconds, error) back to pending, due after their delay."""
+        """Rows (seq, delay seconds, error) back to pending, due after their delay; only
+        those still leased to relay %s (a late outcome never undoes another relay's claim)."""
         t = self.table
         return (
             f"UPDATE {t} SET attempts = {t}.attempts + 1, "
             "due_at = now() + make_interval(secs => r.delay), locked_until = NULL, "
             "locked_by = NULL, last_error = r.error, updated_at = now() "
             "FROM unnest(%s::bigint[], %s::float8[], %s::text[]) AS r(seq, delay, error) "
-            f"WHERE {t}.seq = r.seq"
+            f"WHERE {t}.seq = r.seq AND {t}.locked_by = %s"
         )
 
     @property
     def dead(self) -> str:
-        """Rows (seq, error) dead: retries exhausted or a failure never retried."""
+        """Rows (seq, error) dead: retries exhausted or a failure never retried; only those
+        still leased to relay %s."""
         t = self.table
         return (
             f"UPDATE {t} SET state = 'dead', attempts = {t}.attempts + 1, "
             "locked_until = NULL, locked_by = NULL, last_error = r.error, updated_at = now() "
             "FROM unnest(%s::bigint[], %s::text[]) AS r(seq, error) "
-            f"WHERE {t}.seq = r.seq"
+            f"WHERE {t}.seq = r.seq AND {t}.locked_by = %s"
         )
 
     @property
     def release(self) -> str:
-        """Give back the leases of rows not attempted (a relay stopping)."""
+        """Give back the leases of rows not attempted (a relay stopping), and wake the other
+        relays for them; returns how many."""
         return (
-            f"UPDATE {self.table} SET locked_until = NULL, locked_by = NULL, updated_at = now() "
-            "WHERE seq = ANY(%s::bigint[]) AND locked_by = %s"
+            f"WITH r AS (UPDATE {self.table} SET locked_until = NULL, locked_by = NULL, "
+            "updated_at = now() WHERE seq = ANY(%s::bigint[]) AND locked_by = %s RETURNING 1) "
+            f"SELECT pg_notify('{self.channel}', ''), (SELECT count(*) FROM r)"
         )
 
     @property
