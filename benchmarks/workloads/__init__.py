@@ -41,4 +41,10 @@ WORKLOADS: dict[str, Workload] = {
     "rabbit": (_lazy("rabbit", "rabbit"), "RabbitMQ", "20,000 × 200-byte JSON messages", 1200),
     "celery": (_lazy("celery_send", "celery"), "Celery send_task", "send_task", 900),
     "memory": (_lazy("memory", "memory"), "Memory", "peak RSS", 900),
+    "outbox": (
+        _lazy("outbox", "outbox"),
+        "Outbox",
+        "PostgreSQL outbox: writes, relay throughput, latency",
+        600,
+    ),
 }
