@@ -316,3 +316,15 @@ def test_prometheus_exports_the_backlog(app, postgres_url, outbox_table):
     )
     age = registry.get_sample_value("eventisc_outbox_oldest_pending_seconds", {"app": "eventisc"})
     assert age is not None and 0 <= age < 60
+
+
+def test_many_rows_of_one_trigger_go_in_one_statement(postgres_url, outbox_table):
+    # More rows than one VALUES list takes: written as arrays, still one statement.
+    listeners = [http(HOOK, "bulk", name=f"hook{i}", data="{event_data}") for i in range(60)]
+    app = app_for(postgres_url, outbox_table, *listeners)
+    with app, psycopg.connect(postgres_url) as pg:
+        conn = DBAPIConnection(pg)
+        assert app.trigger("bulk", {"n": 1}, connection=conn) == 60
+        assert conn.statements == 1
+        pg.commit()
+    assert [row[1] for row in stored(postgres_url, outbox_table)] == [f"hook{i}" for i in range(60)]

@@ -74,6 +74,17 @@ class Statements:
             f"SELECT pg_notify('{self.channel}', ''), (SELECT count(*) FROM ins)"
         )
 
+    def insert_values(self, rows: int) -> str:
+        """:attr:`insert` for ``rows`` rows without ordering keys, their values as plain
+        parameters (five per row): cheaper to bind than arrays, for the common trigger."""
+        values = ", ".join(["(%s, %s, %s, %s, %s)"] * rows)
+        return (
+            f"WITH ins AS (INSERT INTO {self.table} "
+            f"(id, listener, kind, event_name, payload) VALUES {values} "
+            "ON CONFLICT (id) DO NOTHING RETURNING 1) "
+            f"SELECT pg_notify('{self.channel}', ''), (SELECT count(*) FROM ins)"
+        )
+
     @property
     def insert_keyed(self) -> str:
         """:attr:`insert` with ordering keys (a sixth array): first a transaction-scoped

@@ -28,6 +28,10 @@ __all__ = ["OutboxWriter", "Row", "connect"]
 
 logger = logging.getLogger(__name__)
 
+#: Rows written with one VALUES list at most (more go as arrays: one statement text whatever
+#: their number, and a statement's parameters are limited to 65,535).
+VALUES_ROWS = 50
+
 #: One row to write: (id, listener, kind, event_name, payload as stored, ordering key).
 Row = tuple[str, str, str, str, str, "str | None"]
 
@@ -81,8 +85,11 @@ class OutboxWriter:
         self._pool = None  # the parent's sockets: never used nor closed here
         self._lock = threading.Lock()
 
-    def statement(self, rows: Sequence[Row]) -> tuple[str, list[list[Any]]]:
+    def statement(self, rows: Sequence[Row]) -> tuple[str, list[Any]]:
         """The statement writing ``rows``, and its parameters."""
+        if len(rows) <= VALUES_ROWS and all(row[5] is None for row in rows):
+            params = [value for row in rows for value in row[:5]]
+            return self.statements.insert_values(len(rows)), params
         columns = [list(column) for column in zip(*rows, strict=True)]
         keys = columns.pop()
         if not any(key is not None for key in keys):
@@ -118,7 +125,7 @@ class OutboxWriter:
             return exc.__context__ or exc
         return None
 
-    def _write_own(self, sql: str, params: list[list[Any]], psycopg: Any) -> None:
+    def _write_own(self, sql: str, params: list[Any], psycopg: Any) -> None:
         pool = self._pool or self._open_pool()
         with pool.connection() as conn:
             try:
