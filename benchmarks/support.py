@@ -90,31 +90,26 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Receiver:
-    """The HTTP receiver running in another process (:mod:`benchmarks.http_server`)."""
+class ServerProcess:
+    """An HTTP server running in another process: ``python -m MODULE ARGS`` prints
+    ``PORT <n>`` once it listens on 127.0.0.1 and ends when its stdin is closed."""
 
-    def __init__(self, delay: float = 0.0):
-        self.delay = delay
+    def __init__(self, module: str, *args: str, what: str = "the server", wait: float = 15):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.http_server", "--delay", str(delay)],
+            [sys.executable, "-m", module, *args],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15)
+        ready, _, _ = select.select([self.proc.stdout], [], [], wait)
         line = self.proc.stdout.readline() if ready else ""
         if not line.startswith("PORT "):
             self.close()
-            raise RuntimeError(f"the HTTP receiver did not start (got {line!r})")
+            raise RuntimeError(f"{what} did not start (got {line!r})")
         self.port = int(line.split()[1])
         self.url = f"http://127.0.0.1:{self.port}"
-
-    def count(self) -> int:
-        """POSTs received so far."""
-        with urllib.request.urlopen(f"{self.url}/count", timeout=10) as resp:
-            return int(resp.read())
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -125,6 +120,19 @@ class Receiver:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+class Receiver(ServerProcess):
+    """The HTTP receiver running in another process (:mod:`benchmarks.http_server`)."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        super().__init__("benchmarks.http_server", "--delay", str(delay), what="the HTTP receiver")
+
+    def count(self) -> int:
+        """POSTs received so far."""
+        with urllib.request.urlopen(f"{self.url}/count", timeout=10) as resp:
+            return int(resp.read())
 
 
 @contextlib.contextmanager

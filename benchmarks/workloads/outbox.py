@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import random
-import select
 import signal
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ from ..harness import (
     row,
     speedup,
 )
-from ..support import RABBITMQ, REPO, receiver, require, wait_for
+from ..support import RABBITMQ, ServerProcess, receiver, require, wait_for
 from .micro import EVENT_DATA, EVENT_NAME, TEMPLATES
 
 __all__ = ["outbox"]
@@ -348,17 +347,16 @@ def ours_write_profiled(n: int, per: int = 1) -> None:
 WRITE_ANALYSIS = (
     "Both sides pay one round trip and the same commit (~0.3 ms here: compare the rows with "
     f"a commit every {BATCH} events); the gap is the statement and the trigger. eventisc "
-    "writes every trigger with one statement made for any number of rows: five `text[]` "
-    "parameters expanded with `unnest`, `ON CONFLICT (id) DO NOTHING`, a `RETURNING` counted "
-    "in a CTE, `pg_notify` for the relays, and a result row read back. Measured apart on "
-    "this machine: psycopg adapting five one-element lists costs ~60 µs more than five "
-    "strings (its list dumper writes each array literal in Python, escaping every quote of "
-    "the JSON payload with a regex: 54 substitutions for this one); PostgreSQL runs the "
-    "statement ~30 µs longer than a one-row `INSERT ... VALUES` (EXPLAIN ANALYZE); the "
-    "trigger path (routing, rendering the five fields, encoding the payload as JSON, the "
-    "delivery record) adds ~40–70 µs. The NOTIFY costs nothing measurable (the statement "
-    "without `pg_notify` is as slow). Closing the gap: a one-row `INSERT ... VALUES` when a "
-    "trigger writes one row (the common case), keeping `unnest` for several."
+    "writes a trigger's rows with one `INSERT ... VALUES` (plain parameters, up to 50 rows; "
+    "arrays expanded with `unnest` beyond, or with ordering keys) wrapped in a CTE with "
+    "`ON CONFLICT (id) DO NOTHING`, a counted `RETURNING` and `pg_notify` for the relays, "
+    "and reads a result row back; the NOTIFY costs nothing measurable. The trigger path "
+    "(routing, rendering the five fields, encoding the payload as JSON, the delivery record) "
+    "adds ~40–70 µs. Measured apart before the VALUES form: psycopg adapting five "
+    "one-element lists cost ~60 µs more than five strings (its list dumper escapes every "
+    "quote of the JSON payload in Python), and PostgreSQL ran the `unnest` statement ~30 µs "
+    "longer. Closing what is left: a cheaper encoding of the payload, or a prepared statement "
+    "per row count."
 )
 
 
@@ -784,39 +782,16 @@ def _declare(queue: str) -> None:
 # -- latency: commit to delivered ---------------------------------------------------------------
 
 
-class Arrivals:
+class Arrivals(ServerProcess):
     """The receiver of :func:`serve_arrivals` in another process."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.workloads.outbox"],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("PORT "):
-            self.close()
-            raise RuntimeError(f"the arrivals receiver did not start (got {line!r})")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        super().__init__("benchmarks.workloads.outbox", what="the arrivals receiver", wait=30)
 
     def arrivals(self) -> dict[int, float]:
         """When each POST arrived (monotonic clock), by the ``i`` of its JSON body."""
         with urllib.request.urlopen(f"{self.url}/arrivals", timeout=10) as resp:
             return {int(i): float(t) for i, t in json.loads(resp.read()).items()}
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 def serve_arrivals() -> None:
