@@ -24,7 +24,7 @@ from ..errors import OutboxError
 from ..logs import Throttle
 from ..settings import OutboxSettings
 from .sql import Statements
-from .writer import _psycopg, connect, failure
+from .writer import connect, failure, psycopg_module
 
 __all__ = ["Backoff", "Claims", "Outage", "Outcomes", "Row", "Written"]
 
@@ -173,7 +173,7 @@ class Claims:
         self.statements = Statements(settings.table, settings.channel)
         self.relay_id = relay_id
         self.skip_dead = list(skip_dead)
-        self._errors: type[BaseException] = _psycopg().Error
+        self._errors: type[BaseException] = psycopg_module().Error
         self._conn: Any = None
         #: Statements sent so far (outcome batches count one).
         self.queries = 0

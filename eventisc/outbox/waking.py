@@ -19,7 +19,7 @@ from ..logs import Throttle
 from ..settings import OutboxSettings
 from .claims import Backoff
 from .sql import Statements
-from .writer import _psycopg, connect, failure
+from .writer import connect, failure, psycopg_module
 
 __all__ = ["NotifyWaker"]
 
@@ -40,7 +40,7 @@ class NotifyWaker:
         #: Whether it is listening now.
         self.listening = False
         self._stop = threading.Event()
-        self._errors: type[BaseException] = _psycopg().Error
+        self._errors: type[BaseException] = psycopg_module().Error
         self._thread: threading.Thread | None = None
         self._log = Throttle(60.0)
 

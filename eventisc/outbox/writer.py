@@ -24,7 +24,7 @@ from ..settings import OutboxSettings
 from .connections import execute
 from .sql import Statements
 
-__all__ = ["OutboxWriter", "Row", "connect"]
+__all__ = ["OutboxWriter", "Row", "connect", "failure", "psycopg_module"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ VALUES_ROWS = 50
 Row = tuple[str, str, str, str, str, "str | None"]
 
 
-def _psycopg() -> Any:
+def psycopg_module() -> Any:
+    """psycopg 3, imported now (OutboxError saying what to install when it is missing)."""
     try:
         import psycopg
     except ImportError:
@@ -46,7 +47,7 @@ def _psycopg() -> Any:
 
 def connect(settings: OutboxSettings, *, autocommit: bool = True) -> Any:
     """A new psycopg connection to the outbox's database (OutboxError when it fails)."""
-    psycopg = _psycopg()
+    psycopg = psycopg_module()
     try:
         return psycopg.connect(
             settings.url,
@@ -72,7 +73,7 @@ class OutboxWriter:
 
     def __init__(self, settings: OutboxSettings):
         try:
-            _psycopg()
+            psycopg_module()
         except OutboxError as exc:  # when the config is loaded, not on the first trigger
             raise ConfigError(str(exc), "outbox") from None
         self.settings = settings
@@ -101,7 +102,7 @@ class OutboxWriter:
         """Write ``rows`` through ``connection`` (the caller's transaction), or committed at
         once through eventisc's own pool. Raises OutboxError."""
         sql, params = self.statement(rows)
-        psycopg = _psycopg()
+        psycopg = psycopg_module()
         try:
             if connection is not None:
                 execute(connection, sql, params)
