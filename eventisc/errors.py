@@ -15,7 +15,8 @@ or kombu to catch what a delivery raised::
      │    │    └── HTTPStatusError   an HTTP status outside ``success_status``
      │    ├── QueueFull       background delivery: the queue had no room
      │    └── TriggerError    ``raise_errors: true``: every failure of one trigger, listed
-     └── OutboxError          the outbox table could not be written or read (PostgreSQL)
+     ├── OutboxError          the outbox table could not be written or read (PostgreSQL)
+ └── SignatureError       a received webhook's signature or timestamp did not check out
 
 ``ConnectError`` and ``DeliveryTimeout`` are transient: retrying later may succeed.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "OutboxError",
     "QueueFull",
     "Rejected",
+    "SignatureError",
     "StaleConnection",
     "TemplateError",
     "TriggerError",
@@ -200,3 +202,9 @@ class OutboxError(EventiscError):
     def __init__(self, message: str, table: str | None = None):
         self.table = table
         super().__init__(message)
+
+
+class SignatureError(EventiscError):
+    """A received request did not pass :func:`eventisc.webhooks.verify`: a ``webhook-*``
+    header is missing, its timestamp is outside the tolerance, or no signature matches the
+    secret(s). Answer such a request with 400 (or 401) and do not act on it."""

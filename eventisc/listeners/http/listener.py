@@ -20,8 +20,10 @@ from requests.structures import CaseInsensitiveDict
 
 from ...encoding import encode
 from ...errors import ConfigError, DeliveryError, DeliveryTimeout, TemplateError
+from ...masking import MASK
 from ...notification import Notification
 from ...template import has_fields
+from ...webhooks import SIGNATURE_HEADER, Signer
 from ..base import FilterLike, Listener, mask_url
 from .errors import status_error, translate_error
 from .options import (
@@ -85,6 +87,7 @@ class HttpListener(Listener):
         follow_redirects: bool | None = None,
         deadline: float | None = None,
         max_response_bytes: int | None = None,
+        signing: Mapping[str, Any] | None = None,
         **common: Any,
     ):
         super().__init__(event_name, filter, **common)
@@ -119,6 +122,10 @@ class HttpListener(Listener):
         )
         self.success_status: frozenset[int] = parse_statuses(success_status)
         self._sessions = SessionHolder(send_kwargs)
+        #: Signs each attempt (``webhook-*`` headers); None: requests are not signed.
+        self._signer: Signer | None = (
+            Signer.from_option(signing, "signing") if signing is not None else None
+        )
 
     def _set_sending_options(
         self,
@@ -227,11 +234,12 @@ class HttpListener(Listener):
         """Send the request; return ``"HTTP <status>"`` when the status counts as success.
 
         The request carries the notification id in the ``idempotency_header`` (if any), the
-        same on every attempt. The whole attempt, redirects included, ends by the listener's
-        ``deadline``. Raises
-        :class:`HTTPStatusError` for any other status (a redirect not followed included),
-        :class:`DeliveryTimeout`, :class:`ConnectError` or :class:`DeliveryError` (see
-        :func:`translate_error`): whatever fails inside requests comes out as one of these.
+        same on every attempt; with ``signing``, the ``webhook-*`` headers, signed afresh for
+        each attempt over the body as sent. The whole attempt, redirects included, ends by the
+        listener's ``deadline``. Raises :class:`HTTPStatusError` for any other status (a
+        redirect not followed included), :class:`DeliveryTimeout`, :class:`ConnectError` or
+        :class:`DeliveryError` (see :func:`translate_error`): whatever fails inside requests
+        comes out as one of these.
         """
         payload = notification.payload
         method, url = payload["method"], payload["url"]
@@ -244,6 +252,9 @@ class HttpListener(Listener):
         headers.update(payload.get("headers") or {})
         body = payload.get("body")
         data = body.encode("utf-8") if body is not None else None
+        if self._signer is not None:
+            # Per attempt: a fresh timestamp, over the exact bytes sent, under the same id.
+            headers.update(self._signer.headers(notification.id, data))
         session = self._sessions.get()
         # Bounds every step of this thread's connections until the answer (and redirects).
         start_attempt(self.deadline)
@@ -318,11 +329,17 @@ class HttpListener(Listener):
         return translate_error(exc, where, timeout=self.timeout)
 
     def dry_run(self, notification: Notification) -> bool:
-        """Show the request as :meth:`deliver` would send it: with its idempotency header."""
-        name = self.idempotency_header
-        if name is not None:
-            payload = notification.payload
-            headers = {name: notification.id, **(payload.get("headers") or {})}
+        """Show the request as :meth:`deliver` would send it: with its idempotency header and
+        its ``webhook-*`` headers when it is signed (the signature masked)."""
+        payload = notification.payload
+        headers = dict(payload.get("headers") or {})
+        if self.idempotency_header is not None:
+            headers = {self.idempotency_header: notification.id, **headers}
+        if self._signer is not None:
+            body = payload.get("body")
+            signed = self._signer.headers(notification.id, body.encode() if body else None)
+            headers.update(signed, **{SIGNATURE_HEADER: MASK})
+        if headers != (payload.get("headers") or {}):
             notification = dataclasses.replace(
                 notification, payload={**payload, "headers": headers}
             )

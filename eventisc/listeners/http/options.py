@@ -154,6 +154,30 @@ HTTP_SCHEMA: dict[str, Any] = {
             "`requests_kwargs.headers` (any case) is sent instead. `null` sends none, as "
             "event-isc did.",
         },
+        "signing": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "secret": {
+                    "type": "string",
+                    "description": "`whsec_<base64 key>` (HMAC-SHA256, `v1`), or "
+                    "`whsk_<base64 seed>` (ed25519, `v1a`: `pip install 'eventisc[ed25519]'`).",
+                },
+                "secrets": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string"},
+                    "description": "Several secrets (`whsec_` or `whsk_`), while one replaces "
+                    "another.",
+                },
+            },
+            "description": "Sign every request as Standard Webhooks does: `{secret: whsec_...}` "
+            "or `{secrets: [whsec_..., ...]}` (one signature per secret, for rotations). Each "
+            "attempt carries `webhook-id` (the notification's id), `webhook-timestamp` and "
+            "`webhook-signature` (`v1,` HMAC-SHA256, or `v1a,` ed25519, of the body as sent). "
+            "Secrets are checked when the config is loaded and never shown. See "
+            "[Signed webhooks](webhooks.md).",
+        },
         "timeout": {
             "oneOf": [
                 _SECONDS,
