@@ -14,6 +14,7 @@ import os
 from collections.abc import Collection, Mapping
 from typing import IO, TYPE_CHECKING, Any, Union
 
+from .environ import expand
 from .errors import ConfigError
 from .listeners.base import BUILTIN_KINDS, LISTENER_PROPERTIES, Listener, listener_schema
 from .schema import validate
@@ -135,11 +136,20 @@ ConfigSource = Union[str, "os.PathLike[str]", IO[str], IO[bytes], Mapping[str, A
 
 
 def read_config(source: ConfigSource) -> tuple[dict[str, Any], str | None]:
-    """Read a config from a path, a file object or a mapping.
+    """Read a config from a path, a file object or a mapping, ``${VAR}`` resolved
+    (:mod:`eventisc.environ`).
 
     Paths ending in ``.yaml``/``.yml`` are YAML, other paths JSON (as in event-isc); a file
     object is read as JSON, else as YAML. Returns the mapping and a name for messages.
     """
+    config, label = _read(source)
+    try:
+        return expand(config), label
+    except ConfigError as exc:
+        raise ConfigError(exc.message, exc.path, label) from None
+
+
+def _read(source: ConfigSource) -> tuple[dict[str, Any], str | None]:
     if isinstance(source, Mapping):
         return dict(source), None
     if hasattr(source, "read"):

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "eventisc"
 LAYERS: list[tuple[str, ...]] = [
     # values, errors and small helpers with no eventisc dependency above them
     ("errors", "_version", "_fork", "masking", "notification", "encoding", "logs", "settings",
-     "registry", "_owners", "_spool_codec", "webhooks"),
+     "environ", "registry", "_owners", "_spool_codec", "webhooks"),
     ("sandbox", "template", "schema"),
     ("filters",),
     ("listeners.base", "listeners"),
