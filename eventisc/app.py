@@ -385,20 +385,24 @@ class App:
 
     # -- hooks and stats ----------------------------------------------------------------------
 
-    def on(self, event: str, callback: Callable[[Any], object] | None = None) -> Any:
+    def on(self, event: str, callback: Callable[..., object] | None = None) -> Any:
         """Call ``callback`` on ``event``; returns it. Without ``callback``, a decorator:
         ``@app.on("failed")``.
 
         ``started`` (the app's first trigger) and ``closed`` get the app; ``delivered``,
         ``failed``, ``spooled`` and ``dropped`` get the :class:`~eventisc.Delivery` (its
-        notification, status, error, attempts, latency). Callbacks run in the thread that
-        delivered; one that raises is logged and never breaks delivery.
+        notification, status, error, attempts, latency). ``disabled`` gets the listener's
+        name and the error, once when a ``410 Gone`` disables it (``disable_on_gone``).
+        Callbacks run in the thread that delivered; one that raises is logged and never breaks
+        delivery.
         """
         if event not in HOOKS:
             raise ValueError(f"unknown event {event!r}; App.on takes: {', '.join(HOOKS)}")
         if callback is None:
             return lambda fn: self.on(event, fn)
-        if event in HOOK_EVENTS:
+        if event == "disabled":
+            self._deliverer.hooks.disabled.append(callback)
+        elif event in HOOK_EVENTS:
             first = not self._deliverer.hooks
             self._deliverer.hooks.add(event, callback)
             if first:
@@ -406,6 +410,14 @@ class App:
         else:
             self._app_hooks.setdefault(event, []).append(callback)
         return callback
+
+    def enable(self, name: str) -> bool:
+        """Send to the listener called ``name`` again after a ``410 Gone`` disabled it; False
+        if it was not disabled (KeyError if there is no such listener)."""
+        for route in self._routes:
+            if route.name == name:
+                return self._deliverer.enable(route.listener)
+        raise KeyError(name)
 
     def _run_app_hooks(self, event: str) -> None:
         for hook in self._app_hooks.get(event, ()):
@@ -423,8 +435,10 @@ class App:
 
         ``app``: totals (``triggered``, ``matched``, ``filtered``, ``delivered``, ``failed``,
         ``retried``, ``dropped``, ``spooled``, ``outboxed``, ``latency`` as count, sum and
-        cumulative buckets); ``listeners``: the same per listener name (and ``circuit``, the
-        breaker of a background listener); ``dispatcher``: the background queue and workers
+        cumulative buckets), ``disabled`` (listeners disabled now); ``listeners``: the same per
+        listener name, with ``disabled`` (true while a ``410 Gone`` keeps it disabled) and
+        ``disabled_count`` (times disabled), and ``circuit``, the breaker of a background
+        listener; ``dispatcher``: the background queue and workers
         (None in sync mode); ``outbox`` (with an ``outbox``): the table's ``pending`` and
         ``dead`` rows and the age of its oldest pending row in seconds, or its ``error`` when
         PostgreSQL cannot be read (one query); ``relay`` (once :meth:`run_relay` ran): the

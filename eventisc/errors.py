@@ -14,6 +14,7 @@ or kombu to catch what a delivery raised::
      │    ├── Rejected        the receiver answered with a refusal (AMQP nack, unroutable)
      │    │    └── HTTPStatusError   an HTTP status outside ``success_status``
      │    ├── QueueFull       background delivery: the queue had no room
+     │    ├── ListenerDisabled  not sent: the receiver answered 410 Gone earlier
      │    └── TriggerError    ``raise_errors: true``: every failure of one trigger, listed
      ├── OutboxError          the outbox table could not be written or read (PostgreSQL)
  └── SignatureError       a received webhook's signature or timestamp did not check out
@@ -31,6 +32,7 @@ __all__ = [
     "DeliveryTimeout",
     "EventiscError",
     "HTTPStatusError",
+    "ListenerDisabled",
     "OutboxError",
     "QueueFull",
     "Rejected",
@@ -173,6 +175,12 @@ class HTTPStatusError(Rejected):
     @property
     def transient(self) -> bool:  # type: ignore[override]
         return self.status >= 500 or self.status in (408, 429)
+
+
+class ListenerDisabled(DeliveryError):
+    """Not sent: the listener is disabled, because its receiver answered ``410 Gone`` (the
+    endpoint was removed; see ``disable_on_gone``). Never retried; ``App.enable(name)`` turns
+    the listener back on."""
 
 
 class TriggerError(DeliveryError):

@@ -79,15 +79,17 @@ class ListenerMetrics:
     ``matched``: events routed to it; ``filtered``: of those, rejected by its filter;
     ``delivered``/``failed``/``dropped``/``spooled``/``outboxed``: final outcomes (outboxed:
     written to the outbox table, for a relay to deliver); ``retried``: attempts
-    that failed and were tried again; ``latency``: seconds from trigger to a final outcome.
+    that failed and were tried again; ``disabled``: times the listener was disabled (its
+    receiver answered 410 Gone); ``latency``: seconds from trigger to a final outcome.
     """
 
-    __slots__ = ("matched", "filtered", "retried", "outcomes", "latency", "_delivered")
+    __slots__ = ("matched", "filtered", "retried", "disabled", "outcomes", "latency", "_delivered")
 
     def __init__(self) -> None:
         self.matched = Counter()
         self.filtered = Counter()
         self.retried = Counter()
+        self.disabled = Counter()
         self.outcomes = {outcome: Counter() for outcome in OUTCOMES}
         self.latency = Histogram()
         self._delivered = self.outcomes["delivered"].inc
@@ -111,6 +113,7 @@ class ListenerMetrics:
             "matched": self.matched.value,
             "filtered": self.filtered.value,
             "retried": self.retried.value,
+            "disabled_count": self.disabled.value,
             **{outcome: counter.value for outcome, counter in self.outcomes.items()},
             "latency": self.latency.snapshot(),
         }

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HOOKS", "stats", "summary"]
 
-#: Events ``App.on`` accepts: the app's life, and a delivery's final outcome.
-HOOKS = ("started", "closed", "delivered", "failed", "spooled", "dropped")
+#: Events ``App.on`` accepts: the app's life, a delivery's final outcome, a listener disabled.
+HOOKS = ("started", "closed", "delivered", "failed", "spooled", "dropped", "disabled")
 
 
 def stats(
@@ -22,10 +22,15 @@ def stats(
     """A snapshot of an app's numbers as plain, JSON-serializable dicts (see ``App.stats``)."""
     snapshot = metrics.snapshot({route.name: route.metrics for route in routes})
     listeners = snapshot["listeners"]
+    disabled = 0
     for route in routes:
+        off = route.listener.disabled is not None
+        listeners[route.name]["disabled"] = off
+        disabled += off
         breaker = route.wiring.breaker
         if breaker is not None:
             listeners[route.name]["circuit"] = breaker.snapshot()
+    snapshot["app"]["disabled"] = disabled
     snapshot["dispatcher"] = dispatcher.stats() if dispatcher is not None else None
     return snapshot
 

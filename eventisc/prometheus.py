@@ -94,6 +94,14 @@ class EventiscCollector(Collector):
             latency.add_metric([*app, name], list(hist["buckets"].items()), sum_value=hist["sum"])
         yield deliveries
         yield latency
+        disabled = GaugeMetricFamily(
+            "eventisc_listener_disabled",
+            "1 while the listener is disabled (its receiver answered 410 Gone).",
+            labels=["app", "listener"],
+        )
+        for name, snap in listeners.items():
+            disabled.add_metric([*app, name], int(snap["disabled"]))
+        yield disabled
         yield from _circuits(app, listeners)
         yield from _outbox(app, stats.get("outbox"))
         dispatcher: dict[str, Any] | None = stats["dispatcher"]

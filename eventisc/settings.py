@@ -43,6 +43,7 @@ from .errors import (
     ConnectError,
     DeliveryTimeout,
     HTTPStatusError,
+    ListenerDisabled,
     Rejected,
     TemplateError,
 )
@@ -143,8 +144,9 @@ _NAMED = frozenset({"connect", "timeout", "5xx", "4xx", "rejected", "error"})
 
 
 def failure_class(exc: BaseException) -> str | None:
-    """The ``retry_on`` name of a failure; None for one never retried (a template error)."""
-    if isinstance(exc, TemplateError):
+    """The ``retry_on`` name of a failure; None for one never retried (a template error, a
+    disabled listener)."""
+    if isinstance(exc, (TemplateError, ListenerDisabled)):
         return None
     if isinstance(exc, HTTPStatusError):
         return str(exc.status)

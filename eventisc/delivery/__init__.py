@@ -5,8 +5,9 @@ through the layers retrying inline, enqueue for the background workers, publish 
 listener's own pipeline, write to the outbox table (:mod:`.outboxing`), or capture / show
 instead of sending. The policies around an attempt
 are layers composed once per route (:mod:`.sender`): the circuit breaker (:mod:`.breaker`),
-retries (:mod:`.retrying`), the spool (:mod:`.spooling`) and the recording of final outcomes —
-metrics, hooks, logs (:mod:`.recording`). An attempt comes to a small value
+disabling a listener on ``410 Gone`` (:mod:`.gone`), retries (:mod:`.retrying`), the spool
+(:mod:`.spooling`) and the recording of final outcomes — metrics, hooks, logs
+(:mod:`.recording`). An attempt comes to a small value
 (:mod:`.outcomes`); the :class:`~.dispatcher.Dispatcher` only schedules. :class:`Deliverer`
 holds what an app's routes share and wires each of them.
 """

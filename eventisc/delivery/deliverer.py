@@ -4,8 +4,8 @@
 workers, the hooks. :meth:`Deliverer.wire` builds what one route needs to send: its send step
 (:mod:`~eventisc.delivery.steps`), chosen from the listener's :class:`~eventisc.settings.Plan`,
 and the layers around its attempts (:mod:`~eventisc.delivery.sender`), only those it has: a
-circuit breaker (background), retries (more than one attempt), the spool (the app has one),
-and the recording of final outcomes.
+circuit breaker (background), the ``410 Gone`` check (``disable_on_gone``), retries (more
+than one attempt), the spool (the app has one), and the recording of final outcomes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ..settings import DispatcherSettings, OutboxSettings, Plan
 from .background import Background
 from .breaker import BreakerLayer, CircuitBreaker
 from .dispatcher import Dispatcher
+from .gone import GoneLayer, enable, guard
 from .outboxing import ToOutbox
 from .recording import Hooks, Recorder, RecordLayer
 from .retrying import RetryLayer
@@ -97,7 +98,8 @@ class Deliverer:
         if plan.background:
             return self._background(listener, plan, metrics, recorder)
         if plan.policy.max_attempts == 1 and self.spool is None and not self.hooks:
-            return Wiring(direct(listener, recorder), recorder)
+            step = direct(listener, recorder)
+            return Wiring(guard(step, recorder) if listener.disable_on_gone else step, recorder)
         sender = Sender(listener, self._layers(plan, metrics, recorder), recorder)
         return Wiring(Inline(sender, plan.priority).send, recorder, sender)
 
@@ -148,7 +150,7 @@ class Deliverer:
         retries: a failure ``plan.policy`` retries comes to a :class:`RetryAfter`, for the relay
         to write to the row. ``note`` (the relay's layer) sees each raw result first;
         asynchronous outcomes go to ``resolve``. No spool: the table keeps the dead rows."""
-        layers: list[Layer] = [note]
+        layers: list[Layer] = [note, *_gone(recorder)]
         if plan.policy.max_attempts > 1:
             layers.append(RetryLayer(plan.policy, metrics))
         layers.append(RecordLayer(recorder))
@@ -167,13 +169,17 @@ class Deliverer:
         return Sender(listener, layers, recorder), breaker
 
     def _layers(self, plan: Plan, metrics: ListenerMetrics, recorder: Recorder) -> list[Layer]:
-        layers: list[Layer] = []
+        layers: list[Layer] = _gone(recorder)
         if plan.policy.max_attempts > 1:
             layers.append(RetryLayer(plan.policy, metrics))
         if self.spool is not None:
             layers.append(SpoolLayer(self.spool))
         layers.append(RecordLayer(recorder))
         return layers
+
+    def enable(self, listener: Listener) -> bool:
+        """Turn ``listener`` back on after a ``410 Gone``; False if it was not disabled."""
+        return enable(listener)
 
     # -- the app's life -------------------------------------------------------------------------
 
@@ -196,3 +202,8 @@ class Deliverer:
         if self.outbox is not None:
             self.outbox.close()
         return left
+
+
+def _gone(recorder: Recorder) -> list[Layer]:
+    """The ``410 Gone`` layer for a listener with ``disable_on_gone``; none for the others."""
+    return [GoneLayer(recorder)] if recorder.listener.disable_on_gone else []

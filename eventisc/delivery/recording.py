@@ -81,12 +81,22 @@ class Hooks:
 
     def __init__(self) -> None:
         self._callbacks: dict[str, list[Callable[[Delivery], object]]] = {}
+        #: ``disabled`` callbacks: they get the listener's name and the error (410 Gone).
+        self.disabled: list[Callable[[str, BaseException], object]] = []
 
     def add(self, status: str, callback: Callable[[Delivery], object]) -> None:
         self._callbacks.setdefault(status, []).append(callback)
 
     def __bool__(self) -> bool:
         return bool(self._callbacks)
+
+    def run_disabled(self, name: str, error: BaseException) -> None:
+        """Run the ``disabled`` callbacks: listener ``name`` was disabled with ``error``."""
+        for hook in self.disabled:
+            try:
+                hook(name, error)
+            except Exception:  # a hook never breaks delivery, nor the other hooks
+                logger.exception("a 'disabled' hook failed for listener %r", name)
 
     def run(self, status: str, delivery: Delivery) -> None:
         for hook in self._callbacks.get(status, ()):

@@ -154,6 +154,10 @@ class Listener:
     ordering_key: str | None = None
     on_dead: str = "block"
     _ordering: Template | None = None
+    #: Whether a ``410 Gone`` answer disables the listener (the http kind's option).
+    disable_on_gone: bool = False
+    #: Why the listener is disabled (its receiver answered 410 Gone), or None: it is enabled.
+    disabled: str | None = None
     template_names: ClassVar[tuple[str, ...]] = ()
     registry: ClassVar[Registry[Listener]] = Registry(
         "listener", BUILTIN_KINDS, "eventisc.listeners"

@@ -88,6 +88,7 @@ class HttpListener(Listener):
         deadline: float | None = None,
         max_response_bytes: int | None = None,
         signing: Mapping[str, Any] | None = None,
+        disable_on_gone: bool = True,
         **common: Any,
     ):
         super().__init__(event_name, filter, **common)
@@ -121,6 +122,10 @@ class HttpListener(Listener):
             idempotency_header, headers or (), self._static_headers
         )
         self.success_status: frozenset[int] = parse_statuses(success_status)
+        if not isinstance(disable_on_gone, bool):
+            raise ConfigError(f"must be true or false, not {disable_on_gone!r}", "disable_on_gone")
+        #: Whether a 410 Gone answer disables the listener (see eventisc.delivery.gone).
+        self.disable_on_gone = disable_on_gone
         self._sessions = SessionHolder(send_kwargs)
         #: Signs each attempt (``webhook-*`` headers); None: requests are not signed.
         self._signer: Signer | None = (

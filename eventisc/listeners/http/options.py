@@ -228,6 +228,14 @@ HTTP_SCHEMA: dict[str, Any] = {
             "description": "Statuses counted as delivered: codes (100-599) and classes such as "
             '`"2xx"`. It replaces the default, so write `["2xx", 404]` to add 404.',
         },
+        "disable_on_gone": {
+            "type": "boolean",
+            "default": True,
+            "description": "A `410 Gone` answer disables the listener: that notification is "
+            "not retried, and later ones are not sent but fail at once with "
+            "`ListenerDisabled` (logged, counted, spooled like any failure) until "
+            "`app.enable(name)`. `false`: a 410 is an ordinary `HTTPStatusError`.",
+        },
         "requests_kwargs": {
             **_MAPPING,
             "description": "Passed to requests: " + ", ".join(f"`{k}`" for k in PASSED) + "; "
