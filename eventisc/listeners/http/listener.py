@@ -3,8 +3,8 @@ delivery of that request.
 
 The listener sends through its :class:`~.session.SessionHolder`, within a deadline for the
 whole attempt, reads the answer's body within ``max_response_bytes``, follows redirects itself
-(:mod:`.redirects`) and translates whatever fails below into eventisc's errors
-(:mod:`.errors`).
+(:mod:`.redirects`), checks each request's host when the url takes it from event data
+(:mod:`.hosts`) and translates whatever fails below into eventisc's errors (:mod:`.errors`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ...template import has_fields
 from ...webhooks import SIGNATURE_HEADER, Signer
 from ..base import FilterLike, Listener, mask_url
 from .errors import status_error, translate_error
+from .hosts import HostGuard, host_is_templated
 from .options import (
     DEADLINE_READS,
     DEFAULT_IDEMPOTENCY_HEADER,
@@ -89,6 +90,7 @@ class HttpListener(Listener):
         max_response_bytes: int | None = None,
         signing: Mapping[str, Any] | None = None,
         disable_on_gone: bool = True,
+        allow_hosts: list[str] | None = None,
         **common: Any,
     ):
         super().__init__(event_name, filter, **common)
@@ -103,6 +105,12 @@ class HttpListener(Listener):
             )
         self.request_format: str = request_format
         self._url, self._url_has_query, self._url_is_constant = self._compile_url(url)
+        guard = HostGuard.from_option(allow_hosts)
+        #: Checks each request's host when the url takes it from event data; None: a host
+        #: written in the config is trusted, at no cost.
+        self._guard: HostGuard | None = (
+            guard if not self._url_is_constant and host_is_templated(str(url)) else None
+        )
         self._query = self._compile_mapping(query_kwargs, "query_kwargs")
         self._headers = self._compile_mapping(headers, "headers")
         for name in headers or ():
@@ -244,7 +252,9 @@ class HttpListener(Listener):
         listener's ``deadline``. Raises :class:`HTTPStatusError` for any other status (a
         redirect not followed included), :class:`DeliveryTimeout`, :class:`ConnectError` or
         :class:`DeliveryError` (see :func:`translate_error`): whatever fails inside requests
-        comes out as one of these.
+        comes out as one of these. When the url takes its host from event data, a host (or
+        redirect target) that resolves to an internal address not in ``allow_hosts`` is a
+        :class:`DeliveryError` (not transient), raised before anything is sent.
         """
         payload = notification.payload
         method, url = payload["method"], payload["url"]
@@ -295,6 +305,8 @@ class HttpListener(Listener):
         redirect): the configured credentials are left out.
         """
         method, url, data, headers = request
+        if self._guard is not None:
+            self._guard.check(url, where)  # every hop: a redirect may point anywhere
         sessions = self._sessions
         try:
             settings = sessions.foreign_settings(url) if foreign else sessions.settings(url)

@@ -236,6 +236,16 @@ HTTP_SCHEMA: dict[str, Any] = {
             "`ListenerDisabled` (logged, counted, spooled like any failure) until "
             "`app.enable(name)`. `false`: a 410 is an ordinary `HTTPStatusError`.",
         },
+        "allow_hosts": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "description": "When the url takes its host from event data, each request's host "
+            "is resolved first and refused (a `DeliveryError`, not retried) if an address is "
+            "loopback, private, link-local, multicast, unspecified or reserved, unless listed "
+            "here: host names, addresses or networks (`hooks.internal`, `10.0.0.5`, "
+            "`10.0.0.0/8`). A host written in the url is trusted and not checked. See "
+            "[Hosts from event data](#hosts-from-event-data).",
+        },
         "requests_kwargs": {
             **_MAPPING,
             "description": "Passed to requests: " + ", ".join(f"`{k}`" for k in PASSED) + "; "
@@ -260,12 +270,15 @@ HTTP_SCHEMA: dict[str, Any] = {
                 "verify": {
                     "type": ["boolean", "string"],
                     "default": True,
-                    "description": "Check TLS certificates, or the path of a CA bundle to check "
-                    "them with.",
+                    "description": "Check TLS certificates, or the path of a CA bundle (a PEM "
+                    "file or a directory) to check them with, such as a private CA's. `false` "
+                    "checks nothing and is insecure. See [TLS](#tls).",
                 },
                 "cert": {
                     "type": ["string", "array"],
-                    "description": "A client certificate file, or `[cert, key]` files.",
+                    "description": "A client certificate file (PEM, the key included), or "
+                    "`[cert, key]` files, for receivers that require one; the files must exist "
+                    "when the config is loaded. The key must not be encrypted.",
                 },
                 "allow_redirects": {
                     "type": "boolean",
@@ -631,10 +644,22 @@ def _verify(verify: Any, path: str) -> Any:
 
 def _cert(cert: Any, path: str) -> Any:
     if isinstance(cert, str):
-        return cert
-    if isinstance(cert, (list, tuple)) and len(cert) == 2 and all(isinstance(c, str) for c in cert):
-        return tuple(cert)
-    raise ConfigError("cert must be a file or [cert file, key file]", path)
+        files: tuple[str, ...] = (cert,)
+    elif (
+        isinstance(cert, (list, tuple)) and len(cert) == 2 and all(isinstance(c, str) for c in cert)
+    ):
+        files = tuple(cert)
+    else:
+        raise ConfigError("cert must be a file or [cert file, key file]", path)
+    # requests would find out only when sending, on every attempt.
+    for what, file in zip(("client certificate", "key"), files, strict=False):
+        if not os.path.isfile(file):
+            raise ConfigError(
+                f"no such {what} file {file!r} (a relative path is read from the working "
+                "directory)",
+                path,
+            )
+    return files[0] if isinstance(cert, str) else files
 
 
 def _proxies(proxies: Any, path: str) -> dict[str, str]:
