@@ -6,15 +6,18 @@ option it evaluates as a Python literal (``ssl_options``, ``tcp_options``,
 some mistakes pass silently (an ``http://`` scheme, a missing host taken as localhost, a
 ``nan`` timeout, a path of two segments whose second is dropped). :func:`connection_parameters`
 checks the URL's shape first and turns whatever pika raises into a :class:`ConfigError` that
-says which part of the URL is wrong.
+says which part of the URL is wrong; then what pika would ignore or find missing only when
+connecting (an unknown ``ssl_options`` key, ``cert_reqs`` 0, a missing CA directory).
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import os
 import re
+import ssl
 import threading
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
@@ -32,6 +35,13 @@ _SECONDS = ("socket_timeout", "stack_timeout", "blocked_connection_timeout", "re
 _BOUNDED_BY_TIMEOUT = ("socket_timeout", "stack_timeout", "blocked_connection_timeout")
 #: ``ssl_options`` keys that name files.
 _FILES = ("ca_certs", "cafile", "ca_path", "capath", "certfile", "keyfile")
+#: ``ssl_options`` keys that name a directory.
+_DIRECTORIES = ("ca_path", "capath")
+#: The ``ssl_options`` keys pika 1.x reads; it ignores any other without a word.
+_SSL_KEYS = (*_FILES, "ca_data", "cadata", "password", "ciphers", "protocol", "server_hostname")
+#: Keys of ``ssl.wrap_socket`` that older pika took and pika 1.x ignores: accepted (configs
+#: written for older pika keep loading) but for ``cert_reqs`` asking for no check.
+_LEGACY_SSL_KEYS = ("cert_reqs", "ssl_version", "do_handshake_on_connect", "suppress_ragged_eofs")
 #: AMQP's heartbeat is an unsigned short.
 _MAX_HEARTBEAT = 65535
 #: The options pika reads with ast.literal_eval, each a dict: an example of each.
@@ -65,7 +75,7 @@ def connection_parameters(url: Any, timeout: float) -> Any:
             params = pika.URLParameters(url)
         except Exception as exc:  # literal_eval and ssl raise anything: all of it is config
             raise _bad(url, _explain(url, exc)) from exc
-        problem = _value_problem(params)
+        problem = _value_problem(params) or _ssl_problem(url)
     if problem is not None:
         raise _bad(url, problem)
     given = parse_qs(urlsplit(url).query)
@@ -146,6 +156,31 @@ def _value_problem(params: Any) -> str | None:
     return None
 
 
+def _ssl_problem(url: str) -> str | None:
+    """What pika accepted in ``ssl_options`` but would ignore, or find missing only when
+    connecting: an unknown key, ``cert_reqs`` asking for no check, a missing CA directory."""
+    values = parse_qs(urlsplit(url).query).get("ssl_options")
+    options = ast.literal_eval(values[0]) if values else None  # pika has read it already
+    if not isinstance(options, dict):
+        return None
+    for key in options:
+        if key not in _SSL_KEYS and key not in _LEGACY_SSL_KEYS:
+            close = difflib.get_close_matches(str(key), _SSL_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            return (
+                f"query option ssl_options: unknown key {key!r}, which pika would ignore "
+                f"({hint}it reads: {', '.join(_SSL_KEYS)})"
+            )
+    if options.get("cert_reqs") == ssl.CERT_NONE:
+        return (
+            "query option ssl_options: cert_reqs 0 (no certificate check) is ignored by pika, "
+            "which always checks the broker's certificate: give the CA that signed it as "
+            "ca_certs"
+        )
+    missing = _missing_files(repr(options))
+    return f"query option ssl_options: {missing}" if missing else None
+
+
 def _explain(url: str, exc: Exception) -> str:
     """Which query option pika failed on (tried one by one), and why."""
     parts = urlsplit(url)
@@ -193,5 +228,6 @@ def _missing_files(value: str) -> str | None:
     for key in _FILES:
         path = options.get(key)
         if isinstance(path, str) and not os.path.exists(path):
-            return f"{key}: no such file {path!r}"
+            what = "directory" if key in _DIRECTORIES else "file"
+            return f"{key}: no such {what} {path!r}"
     return None
