@@ -286,14 +286,12 @@ def test_tls_to_a_plain_http_port_is_a_permanent_delivery_error(receiver):
     assert f"POST {url}: TLS failed" in str(exc)
 
 
-def test_a_missing_ca_bundle_is_a_permanent_delivery_error(receiver, tmp_path):
+def test_a_missing_ca_bundle_in_the_config_is_a_config_error(receiver, tmp_path):
     url = receiver.url.replace("http://", "https://")
     missing = str(tmp_path / "ca.pem")
-    app = eventisc.create_app(
-        listeners=[http(url, requests_kwargs={"verify": missing})], raise_errors=True
-    )
-    exc = failure(app, "e")
-    assert type(exc) is DeliveryError and missing in str(exc)
+    with pytest.raises(ConfigError, match="no such CA bundle") as info:
+        eventisc.create_app(listeners=[http(url, requests_kwargs={"verify": missing})])
+    assert info.value.path == "listeners[0].requests_kwargs.verify"
 
 
 @pytest.fixture

@@ -639,6 +639,13 @@ def _auth(auth: Any, path: str) -> Any:
 def _verify(verify: Any, path: str) -> Any:
     if not isinstance(verify, (bool, str)):
         raise ConfigError(f"verify must be true, false or a CA bundle path, not {verify!r}", path)
+    # requests would find out only when sending, on every attempt.
+    if isinstance(verify, str) and not os.path.exists(verify):
+        raise ConfigError(
+            f"no such CA bundle file or directory {verify!r} (a relative path is read from the "
+            "working directory)",
+            path,
+        )
     return verify
 
 
