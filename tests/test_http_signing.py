@@ -197,7 +197,8 @@ def test_secrets_are_never_shown(
 
 def ed25519_keys() -> tuple[Any, str, str]:
     """A new ed25519 private key, its ``whsk_`` seed and its ``whpk_`` public key."""
-    ed25519 = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ed25519")
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     private = ed25519.Ed25519PrivateKey.generate()
     seed = private.private_bytes_raw()
     public = private.public_key().public_bytes_raw()

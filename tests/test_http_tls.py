@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+import urllib3
 
 import eventisc
 from eventisc import ConfigError, DeliveryError
 
 from .support import failure, http
-
-trustme = pytest.importorskip("trustme")
-urllib3 = pytest.importorskip("urllib3")
 
 
 @dataclass

@@ -7,6 +7,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+import django
 import psycopg
 import pytest
 
@@ -14,8 +15,6 @@ import eventisc
 from eventisc._spool_codec import decode_payload
 
 from .support import http
-
-django = pytest.importorskip("django")
 
 
 @pytest.fixture(scope="module")

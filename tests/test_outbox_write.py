@@ -83,7 +83,7 @@ def test_without_a_connection_the_rows_are_committed_before_trigger_returns(
 
 
 def test_sqlalchemy_connection_and_session(app, postgres_url, outbox_table):
-    sa = pytest.importorskip("sqlalchemy")
+    import sqlalchemy as sa
     from sqlalchemy.orm import Session
 
     engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
@@ -299,7 +299,8 @@ def test_rows_are_readable_by_the_admin_functions(app, postgres_url, outbox_tabl
 
 
 def test_prometheus_exports_the_backlog(app, postgres_url, outbox_table):
-    prometheus_client = pytest.importorskip("prometheus_client")
+    import prometheus_client
+
     registry = prometheus_client.CollectorRegistry()
     app.register_prometheus(registry)
     app.trigger("user_created", {"n": 1})

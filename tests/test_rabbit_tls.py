@@ -10,14 +10,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import trustme
 
 import eventisc
 from eventisc import ConfigError
-
-pytest.importorskip("pika")
-trustme = pytest.importorskip("trustme")
-
-from eventisc.listeners.rabbit.url import connection_parameters  # noqa: E402
+from eventisc.listeners.rabbit.url import connection_parameters
 
 
 @pytest.fixture
