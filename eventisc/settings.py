@@ -34,9 +34,9 @@ import os
 import random
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import (
     ConfigError,
@@ -62,6 +62,7 @@ __all__ = [
     "OutboxSettings",
     "Plan",
     "RetryPolicy",
+    "build",
     "check_count",
     "check_mode",
     "check_seconds",
@@ -138,6 +139,21 @@ def check_mode(value: Any, path: str = "delivery") -> str:
     return str(value)
 
 
+S = TypeVar("S")
+
+
+def build(cls: Callable[..., S], options: Mapping[str, Any], path: str, what: str = "") -> S:
+    """A settings value ``cls(**options)`` from its config mapping at ``path``: its own
+    ConfigError put under ``path``, an unknown or ill-typed option (TypeError, ValueError) a
+    ConfigError at ``path`` (its message after ``what``)."""
+    try:
+        return cls(**options)
+    except ConfigError as exc:
+        raise exc.within(path) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what}{exc}", path) from None
+
+
 # -- retries ----------------------------------------------------------------------------------
 
 _NAMED = frozenset({"connect", "timeout", "5xx", "4xx", "rejected", "error"})
@@ -201,12 +217,7 @@ class RetryPolicy:
         options = dict(value)
         if "retry_on" in options:
             options["retry_on"] = frozenset(str(v) for v in options["retry_on"])
-        try:
-            return cls(**options)
-        except ConfigError as exc:
-            raise exc.within(path) from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(str(exc), path) from None
+        return build(cls, options, path)
 
     def retries(self, exc: BaseException) -> bool:
         """Whether this failure is worth another attempt under this policy."""
@@ -356,12 +367,7 @@ class DispatcherSettings:
     ) -> DispatcherSettings:
         if isinstance(value, DispatcherSettings):
             return value
-        try:
-            return cls(**dict(value or {}))
-        except ConfigError as exc:
-            raise exc.within(path) from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(str(exc), path) from None
+        return build(cls, dict(value or {}), path)
 
 
 #: JSON Schema of the ``dispatcher`` mapping.
@@ -529,12 +535,7 @@ class OutboxSettings:
         if isinstance(value, OutboxSettings):
             return value
         options = {"url": value} if isinstance(value, str) else dict(value)
-        try:
-            return cls(**options)
-        except ConfigError as exc:
-            raise exc.within(path) from None
-        except TypeError as exc:
-            raise ConfigError(f"bad outbox options: {exc}", path) from None
+        return build(cls, options, path, "bad outbox options: ")
 
 
 #: JSON Schema of the ``outbox`` mapping.
