@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .delivery.sender import Layer, Resolve, Sender
     from .notification import Notification
     from .outbox.relay import Relay
+    from .outbox.writer import OutboxWriter
     from .spool import Spool
 
 __all__ = ["App", "Interceptor", "ListenerLike"]
@@ -447,7 +448,7 @@ class App:
         snapshot = stats(self._metrics, self._routes, self._deliverer.dispatcher)
         settings = self._deliverer.outbox_settings
         if settings is not None:
-            snapshot["outbox"] = _outbox_backlog(settings)
+            snapshot["outbox"] = _outbox_backlog(settings, self._deliverer.outbox)
         if self._relay is not None:
             snapshot["relay"] = self._relay.stats()
         return snapshot
@@ -555,12 +556,14 @@ class App:
         return f"<App prefix={self.name_prefix!r} listeners={len(self._routes)}>"
 
 
-def _outbox_backlog(settings: OutboxSettings) -> dict[str, Any]:
+def _outbox_backlog(settings: OutboxSettings, writer: OutboxWriter | None) -> dict[str, Any]:
+    """The outbox's backlog, through the writer's pool when the app writes to it (else on a
+    connection of its own); its error instead when PostgreSQL cannot be read."""
     from .errors import OutboxError
     from .outbox.admin import backlog
 
     try:
-        return backlog(settings)
+        return writer.backlog() if writer is not None else backlog(settings)
     except OutboxError as exc:
         return {"table": settings.table, "error": str(exc)}
 

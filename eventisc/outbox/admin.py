@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import OutboxError
 from ..settings import OutboxSettings
 from .sql import Statements, ddl
-from .writer import connect, failure
+from .writer import backlog_of, connect, failure
 
 __all__ = ["Filters", "OutboxRow", "backlog", "blocked", "create", "get", "purge", "replay", "rows"]
 
@@ -168,10 +168,4 @@ def purge(settings: OutboxSettings, filters: Filters) -> int:
 def backlog(settings: OutboxSettings) -> dict[str, Any]:
     """``pending`` and ``dead`` rows, and ``oldest_pending_age`` (seconds; 0 with none)."""
     found = _run(settings, "cannot read", Statements(settings.table, settings.channel).backlog)
-    pending, dead, age = found[0]
-    return {
-        "table": settings.table,
-        "pending": pending,
-        "dead": dead,
-        "oldest_pending_age": float(age),
-    }
+    return backlog_of(settings.table, found[0])

@@ -24,7 +24,7 @@ from ..settings import OutboxSettings
 from .connections import execute
 from .sql import Statements
 
-__all__ = ["OutboxWriter", "Row", "connect", "failure", "psycopg_module"]
+__all__ = ["OutboxWriter", "Row", "backlog_of", "connect", "failure", "psycopg_module"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +68,18 @@ def failure(settings: OutboxSettings, doing: str, exc: BaseException) -> OutboxE
     )
 
 
+def backlog_of(table: str, found: Sequence[Any]) -> dict[str, Any]:
+    """What ``stats()["outbox"]`` shows of the row the backlog statement returns."""
+    pending, dead, age = found
+    return {"table": table, "pending": pending, "dead": dead, "oldest_pending_age": float(age)}
+
+
 class OutboxWriter:
     """Writes rows to one outbox table (see the module docstring). Thread-safe, fork-safe."""
 
     def __init__(self, settings: OutboxSettings):
         try:
-            psycopg_module()
+            self._psycopg = psycopg_module()
         except OutboxError as exc:  # when the config is loaded, not on the first trigger
             raise ConfigError(str(exc), "outbox") from None
         self.settings = settings
@@ -102,23 +108,34 @@ class OutboxWriter:
         """Write ``rows`` through ``connection`` (the caller's transaction), or committed at
         once through eventisc's own pool. Raises OutboxError."""
         sql, params = self.statement(rows)
-        psycopg = psycopg_module()
         try:
             if connection is not None:
                 execute(connection, sql, params)
             else:
-                self._write_own(sql, params, psycopg)
+                self._write_own(sql, params)
         except OutboxError:
             raise
         except Exception as exc:
-            doing = f"cannot write {len(rows)} row(s) to"
-            if type(exc).__name__ == "PoolTimeout":  # the pool's own connect error says why
-                reason = self._unreachable(psycopg)
-                if reason is not None:
-                    raise failure(self.settings, doing, reason) from exc
-            raise failure(self.settings, doing, exc) from exc
+            raise self._failure(f"cannot write {len(rows)} row(s) to", exc) from exc
 
-    def _unreachable(self, psycopg: Any) -> BaseException | None:
+    def backlog(self) -> dict[str, Any]:
+        """The table's ``pending`` and ``dead`` rows and ``oldest_pending_age`` (seconds),
+        read through eventisc's own pool (no new connection each time). Raises OutboxError."""
+        try:
+            with self._own_pool().connection() as conn:
+                found = conn.execute(self.statements.backlog).fetchone()
+        except Exception as exc:
+            raise self._failure("cannot read", exc) from exc
+        return backlog_of(self.settings.table, found)
+
+    def _failure(self, doing: str, exc: BaseException) -> OutboxError:
+        if type(exc).__name__ == "PoolTimeout":  # the pool's own connect error says why
+            reason = self._unreachable()
+            if reason is not None:
+                return failure(self.settings, doing, reason)
+        return failure(self.settings, doing, exc)
+
+    def _unreachable(self) -> BaseException | None:
         """Why no connection can be made now (None if one can)."""
         try:
             connect(self.settings).close()
@@ -126,13 +143,13 @@ class OutboxWriter:
             return exc.__context__ or exc
         return None
 
-    def _write_own(self, sql: str, params: list[Any], psycopg: Any) -> None:
-        pool = self._pool or self._open_pool()
+    def _write_own(self, sql: str, params: list[Any]) -> None:
+        pool = self._own_pool()
         with pool.connection() as conn:
             try:
                 conn.execute(sql, params)
                 return
-            except psycopg.OperationalError as exc:
+            except self._psycopg.OperationalError as exc:
                 if not conn.broken:
                     raise
                 # A kept connection had died (PostgreSQL restarted): the pool drops it.
@@ -140,7 +157,10 @@ class OutboxWriter:
         with pool.connection() as conn:
             conn.execute(sql, params)
 
-    def _open_pool(self) -> Any:
+    def _own_pool(self) -> Any:
+        pool = self._pool
+        if pool is not None:
+            return pool
         with self._lock:
             if self._pool is None:
                 self._pool = _Pool(self.settings)
