@@ -18,24 +18,43 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A keep-alive HTTP/1.1 handler that logs nothing; ``_answer`` sends a 200 with a body."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; Nagle would hold the second for ~40 ms.
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def run(handler: type[BaseHTTPRequestHandler]) -> None:
+    """Serve ``handler`` on a free port of 127.0.0.1: print ``PORT <n>``, then serve until
+    standard input closes (the parent closed it, or died)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.request_queue_size = 128
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    print(f"PORT {server.server_address[1]}", flush=True)
+    sys.stdin.read()
+    server.shutdown()
+    server.server_close()
+
+
 def serve(delay: float) -> None:
     counted = [0]
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in two writes; Nagle would hold the second for ~40 ms.
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _answer(self, body: bytes) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
@@ -53,16 +72,7 @@ def serve(delay: float) -> None:
             else:
                 self._answer(b"ok")
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 128
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    print(f"PORT {server.server_address[1]}", flush=True)
-    sys.stdin.read()  # until the parent closes it (or dies)
-    server.shutdown()
-    server.server_close()
+    run(Handler)
 
 
 def main() -> None:

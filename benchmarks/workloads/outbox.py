@@ -798,24 +798,12 @@ def serve_arrivals() -> None:
     """Answer POSTs at once, recording ``time.monotonic()`` at each one's arrival by the
     ``i`` of its JSON body; ``GET /arrivals`` returns them. CLOCK_MONOTONIC is one clock for
     every process of the machine, so the writer's commit times compare with these."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from ..http_server import QuietHandler, run
 
     arrived: dict[int, float] = {}
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _answer(self, body: bytes) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             now = time.monotonic()
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -828,15 +816,7 @@ def serve_arrivals() -> None:
                 text = json.dumps(arrived)
             self._answer(text.encode())
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    print(f"PORT {server.server_address[1]}", flush=True)
-    sys.stdin.read()
-    server.shutdown()
-    server.server_close()
+    run(Handler)
 
 
 def latency(ctx: Context) -> Table:
