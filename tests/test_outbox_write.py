@@ -14,7 +14,7 @@ from eventisc import ConfigError, OutboxError
 from eventisc._spool_codec import decode_payload
 from eventisc.outbox.admin import Filters, rows
 
-from .support import http
+from .support import http, wait_for
 
 HOOK = "http://127.0.0.1:9/hook"
 
@@ -329,3 +329,30 @@ def test_many_rows_of_one_trigger_go_in_one_statement(postgres_url, outbox_table
         assert conn.statements == 1
         pg.commit()
     assert [row[1] for row in stored(postgres_url, outbox_table)] == [f"hook{i}" for i in range(60)]
+
+
+@pytest.mark.parametrize("dropped_on", ["main", "worker"])
+def test_an_app_dropped_without_close_closes_its_pool(postgres_url, outbox_table, dropped_on):
+    """The garbage collector may drop an unclosed app on any thread, one of the pool's own
+    workers included (which cannot join itself): the pool is closed, and nothing is raised."""
+    import sys
+    import threading
+
+    app = app_for(postgres_url, outbox_table)
+    app.trigger("user_created", {"n": 1})  # eventisc's own pool, opened by the write
+    writer = app._deliverer.outbox
+    assert writer is not None
+    pool = writer._own_pool()._pool
+    holder = [app]
+    del app, writer
+    unraisable: list[Any] = []
+    previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        name = f"{pool.name}-worker-7" if dropped_on == "worker" else "dropper"
+        thread = threading.Thread(target=holder.clear, name=name)
+        thread.start()
+        thread.join()
+        wait_for(lambda: pool.closed)
+    finally:
+        sys.unraisablehook = previous
+    assert unraisable == []

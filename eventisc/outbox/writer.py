@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -196,6 +197,9 @@ class _Pool:
             name=f"eventisc-outbox-{settings.table}",
             open=True,
         )
+        # An app dropped without close() leaves its pool to the garbage collector, which may
+        # run on one of the pool's own worker threads: close it from a thread that can join them.
+        self._closer = weakref.finalize(self, _close_pool, self._pool)
 
     def connection(self) -> Any:
         if self._pool is not None:
@@ -204,9 +208,21 @@ class _Pool:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
+            self._closer()
         elif self._single is not None:
             self._single.close()
+
+
+def _close_pool(pool: Any) -> None:
+    """Close ``pool``; from a new thread when this one is one of its workers (a thread cannot
+    join itself, and psycopg_pool's close joins its workers)."""
+    if not threading.current_thread().name.startswith(f"{pool.name}-worker-"):
+        pool.close()
+        return
+    try:
+        threading.Thread(target=pool.close, name=f"{pool.name}-closer", daemon=True).start()
+    except RuntimeError:  # no new thread at interpreter shutdown: the process ends anyway
+        pass
 
 
 class _Single:
