@@ -4,16 +4,18 @@
     eventisc.trigger("user_created", {"user": user})
 
 The default app is built on first use from ``EVENTISC_CONFIG`` (a YAML or JSON file) and
-``EVENTISC_NAME_PREFIX``. Set ``eventisc.default_app = None`` to have the next call build it
-again from the environment.
+``EVENTISC_NAME_PREFIX``; ``eventisc.check()`` builds it at once, so a mistake in the config
+stops the service at its start instead of failing its first ``trigger``. Set
+``eventisc.default_app = None`` to have the next call build it again from the environment.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._fork import on_fork
 from ._version import __version__ as __version__
@@ -43,6 +45,9 @@ from .notification import Notification
 from .report import Delivery, Report
 from .settings import DispatcherSettings, RetryPolicy
 
+if TYPE_CHECKING:
+    from .metrics_server import MetricsServer
+
 __all__ = [
     "App",
     "CircuitOpenError",
@@ -71,11 +76,13 @@ __all__ = [
     "TriggerError",
     "create_app",
     "atrigger",
+    "check",
     "default_app",
     "get_current_app",
     "heartbeat",
     "init_default_app",
     "start_heartbeat",
+    "start_metrics_server",
     "trigger",
 ]
 
@@ -127,6 +134,48 @@ def _build_app(
     return App.from_config(config, source)
 
 
+#: The default apps built from the environment, with the variables they were built from.
+_from_environ: weakref.WeakKeyDictionary[App, tuple[str | None, str | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _environ() -> tuple[str | None, str | None]:
+    return os.environ.get("EVENTISC_CONFIG") or None, os.environ.get("EVENTISC_NAME_PREFIX")
+
+
+def _outdated(app: App) -> bool:
+    """Whether ``app`` was built from the environment and the environment changed since
+    (the pytest plugin builds the default app again then)."""
+    built_from = _from_environ.get(app)
+    return built_from is not None and built_from != _environ()
+
+
+def _default_app_from(
+    name_prefix: str | None,
+    listeners: Iterable[ListenerLike] | None,
+    config_file: ConfigSource | None,
+    options: dict[str, Any],
+) -> App:
+    """The app :func:`init_default_app` makes the default (not made the default here)."""
+    environ = None
+    if listeners is None and config_file is None:
+        environ = _environ()
+        config_file = environ[0]
+    try:
+        config, source = read_config(config_file) if config_file is not None else ({}, None)
+        if name_prefix is None and config.get("name_prefix") is None:
+            name_prefix = os.environ.get("EVENTISC_NAME_PREFIX", "")
+        app = _build_app(config, source, name_prefix, listeners, options)
+    except ConfigError as exc:
+        if environ is None or environ[0] is None:
+            raise
+        raise exc.from_origin(f"EVENTISC_CONFIG={environ[0]}") from None  # where it came from
+    if environ is not None:
+        _from_environ[app] = environ
+    return app
+
+
 def init_default_app(
     name_prefix: str | None = None,
     listeners: Iterable[ListenerLike] | None = None,
@@ -135,22 +184,56 @@ def init_default_app(
 ) -> App:
     """(Re)build the default app and return it.
 
-    Without ``listeners`` or ``config_file`` the config comes from ``EVENTISC_CONFIG``;
-    ``EVENTISC_NAME_PREFIX`` is the prefix when neither the argument nor the config sets one.
-    The previous default app, if any, is closed.
+    Without ``listeners`` or ``config_file`` the config comes from ``EVENTISC_CONFIG`` (its
+    errors say so: ``(config from EVENTISC_CONFIG=...)``); ``EVENTISC_NAME_PREFIX`` is the
+    prefix when neither the argument nor the config sets one. The previous default app, if
+    any, is closed.
     """
     global default_app
-    if listeners is None and config_file is None:
-        config_file = os.environ.get("EVENTISC_CONFIG") or None
-    config, source = read_config(config_file) if config_file is not None else ({}, None)
-    if name_prefix is None and config.get("name_prefix") is None:
-        name_prefix = os.environ.get("EVENTISC_NAME_PREFIX", "")
-    app = _build_app(config, source, name_prefix, listeners, options)
+    app = _default_app_from(name_prefix, listeners, config_file, options)
     with _default_lock:
         previous, default_app = default_app, app
     if previous is not None and previous is not app:
         previous.close()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _export_default()
     return app
+
+
+def _current_default() -> App | None:
+    return default_app
+
+
+def _export_default() -> None:
+    """Prometheus' multiprocess mode: write the default app's numbers for the scrape that adds
+    up every process (docs/observability.md)."""
+    try:
+        from .prometheus import export_default
+    except ImportError as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("PROMETHEUS_MULTIPROC_DIR is set: %s", exc)
+        return
+    export_default(_current_default)
+
+
+def check(*, required: bool = True) -> App:
+    """The startup check: build the default app now (unless it is built already) and
+    return it, so a mistake in the config raises :class:`ConfigError` where the service
+    starts, not on its first ``trigger``. Call it once at import or startup
+    (``eventisc.check()``); ``len(eventisc.check().listeners)`` counts the listeners.
+
+    ``required``: with no default app yet and ``EVENTISC_CONFIG`` unset, raise ConfigError
+    instead of building an app without listeners (``required=False`` accepts that).
+    """
+    app = default_app
+    if app is None and required and _environ()[0] is None:
+        raise ConfigError(
+            "EVENTISC_CONFIG is not set, so the default app would have no listeners: set it "
+            "to the config file (or call eventisc.init_default_app(...) before "
+            "eventisc.check(); eventisc.check(required=False) accepts no config)"
+        )
+    return app if app is not None else get_current_app()
 
 
 def get_current_app() -> App:
@@ -197,3 +280,15 @@ def start_heartbeat(interval: float = 60.0) -> Heartbeat:
     """Start a daemon thread calling :func:`heartbeat` on the default app every ``interval``
     seconds; returns a handle with ``stop()``."""
     return get_current_app().start_heartbeat(interval)
+
+
+def start_metrics_server(port: int = 9464, addr: str = "127.0.0.1") -> MetricsServer:
+    """Serve ``/metrics`` on ``addr:port`` from a daemon thread: the apps of this process (the
+    default app as ``app="eventisc"``, apps given to ``App.register_prometheus()``) and
+    prometheus_client's default registry; with ``PROMETHEUS_MULTIPROC_DIR`` set, the numbers
+    of every process writing there, added up. ``port=0`` picks a free port. Returns a handle
+    with ``url``, ``port`` and ``stop()``. Needs ``pip install 'eventisc[prometheus]'``
+    (ImportError); OSError when the port is taken."""
+    from .metrics_server import start
+
+    return start(port, addr, _current_default)

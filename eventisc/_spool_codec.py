@@ -1,7 +1,11 @@
-"""How the spool stores a notification's payload: JSON, with bytes kept exactly.
+"""How the spool and the outbox store a notification's payload: JSON, with bytes kept exactly
+and secrets left out.
 
-Bytes (a RabbitMQ body) become ``{"$bytes": base64}``; a user dict that would read back as such
-a tag is written as ``{"$dict": [[key, value], ...]}``. Everything else is written as
+Bytes (a RabbitMQ body) become ``{"$bytes": base64}``; a string (or bytes) holding a secret
+value becomes ``{"$secret": [literal, [reference], literal, ...]}`` (see
+:mod:`eventisc.secret_values`: the row keeps ``env:TOKEN``, and the value the loaded config has
+is put back when it is read); a user dict that would read back as such a tag is written as
+``{"$dict": [[key, value], ...]}``. Everything else is written as
 :func:`eventisc.encoding.dumps` writes it (a datetime comes back as its ISO string).
 """
 
@@ -13,10 +17,11 @@ from typing import Any
 
 from .encoding import dumps, find_problem
 from .errors import TemplateError
+from .secret_values import lookup, registered, split
 
 __all__ = ["decode_payload", "encode_payload"]
 
-_TAGS = ("$bytes", "$dict")
+_TAGS = ("$bytes", "$dict", "$secret")
 _BYTES = (bytes, bytearray, memoryview)
 
 
@@ -30,9 +35,34 @@ def _tag(value: Any) -> Any:
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_tag(item) for item in value]
+    if isinstance(value, (str, bytes)) and registered():
+        parts = split(value)
+        if parts is not None:
+            return {"$secret": [part if isinstance(part, list) else _tag(part) for part in parts]}
     if isinstance(value, _BYTES):
         return {"$bytes": base64.b64encode(value).decode("ascii")}
     return value
+
+
+def _unseal(parts: Any) -> str | bytes:
+    """The string (or bytes) a ``$secret`` tag stands for, with today's secret values."""
+    if not isinstance(parts, list) or not parts or isinstance(parts[0], list):
+        raise ValueError("a $secret tag that is not a list of parts")
+    as_bytes = isinstance(parts[0], bytes)
+    out: list[Any] = []
+    for part in parts:
+        if isinstance(part, list):
+            try:
+                value = lookup(str(part[0]))
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+            out.append(value.encode() if as_bytes else value)
+        else:
+            out.append(part)
+    try:
+        return b"".join(out) if as_bytes else "".join(out)
+    except TypeError:
+        raise ValueError("a $secret tag mixing text and bytes") from None
 
 
 def _untag(obj: dict[str, Any]) -> Any:
@@ -43,6 +73,8 @@ def _untag(obj: dict[str, Any]) -> Any:
                 return base64.b64decode(obj["$bytes"], validate=True)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"a $bytes tag without valid base64 ({exc})") from None
+        if "$secret" in obj:
+            return _unseal(obj["$secret"])
         if "$dict" in obj:
             try:
                 return {key: item for key, item in obj["$dict"]}
@@ -54,7 +86,8 @@ def _untag(obj: dict[str, Any]) -> Any:
 def encode_payload(payload: dict[str, Any], listener: str | None = None) -> str:
     """The JSON text stored for ``payload``; raises TemplateError naming ``listener``."""
     text = None
-    if not any(isinstance(value, _BYTES) for value in payload.values()):  # a RabbitMQ body
+    # A RabbitMQ body (bytes), or secrets to find, take the walk of _tag.
+    if not registered() and not any(isinstance(value, _BYTES) for value in payload.values()):
         try:
             # The common case: no bytes, no "$" keys, one C-speed pass.
             text = dumps(payload, strict=False)

@@ -19,9 +19,18 @@ from collections.abc import Callable, Iterable, Mapping
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from .config import env_flag, open_spool, resolve_plan, validate_config
+from .cloudevents import CloudEvents, check_source
+from .config import (
+    env_flag,
+    in_file_order,
+    open_spool,
+    resolve_plan,
+    validate_config,
+    with_celery_app,
+)
 from .delivery import HOOK_EVENTS, Deliverer, OutboxBatch, Wiring
-from .errors import ConfigError, TriggerError
+from .encoding import JSONEncoding
+from .errors import ConfigError, TriggerError, config_location
 from .heartbeat import Heartbeat
 from .listeners.base import Listener
 from .metrics import AppMetrics, ListenerMetrics
@@ -50,7 +59,7 @@ __all__ = ["App", "Interceptor", "ListenerLike"]
 logger = logging.getLogger(__name__)
 
 #: Top-level options that may also be given as objects from Python.
-_OBJECT_OPTIONS = ("retry", "dispatcher", "spool", "outbox")
+_OBJECT_OPTIONS = ("retry", "dispatcher", "spool", "outbox", "json_default")
 
 #: Values the ``listeners`` argument accepts: config mappings or Listener instances.
 ListenerLike = Listener | Mapping[str, Any]
@@ -92,16 +101,24 @@ class App:
         report_interval: float | None = None,
         source: str | None = None,
         outbox: OutboxSettings | Mapping[str, Any] | str | None = None,
+        json_default: str | Callable[[Any], Any] | None = None,
+        config_source: str | None = None,
     ):
         for option, seconds in (("heartbeat", heartbeat), ("report_interval", report_interval)):
             if seconds is not None:
                 seconds_option(seconds, option)
         self.name_prefix: str = name_prefix or ""
         self.raise_errors = raise_errors
-        self.source = source
+        #: The config file's name, for messages (None: built from Python or a mapping).
+        self.config_source = config_source
+        #: The CloudEvents ``source`` of listeners with ``format: cloudevents`` and none of
+        #: their own.
+        self.source: str | None = check_source(source, "source") if source is not None else None
         self.delivery = check_mode(delivery)
         self.retry = RetryPolicy.from_config(retry) if retry is not None else None
         self.durable = durable
+        #: How listeners without a ``json_default`` of their own write JSON (None: built in).
+        self.json_encoding = JSONEncoding(json_default) if json_default is not None else None
         #: Render and log instead of delivering; defaults to the EVENTISC_DRYRUN variable
         #: read when the app is created.
         self._dry_run: bool = env_flag("EVENTISC_DRYRUN") if dry_run is None else dry_run
@@ -122,7 +139,7 @@ class App:
         self._deliverer = Deliverer(
             spool=spool_obj, settings=settings, background=background, outbox=outbox_settings
         )
-        self._routes = [self._route(lis, f"listeners[{i}]") for i, lis in enumerate(built)]
+        self._routes = self._routes_of(built)
         self._router = Router(self._routes)
         self._heartbeat: Heartbeat | None = None
         self._reporter: Heartbeat | None = None
@@ -135,26 +152,32 @@ class App:
                 self._deliverer.recover((route.wiring, route.plan) for route in self._routes)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], source: str | None = None) -> App:
-        """Build an app from a config mapping (already read from its file)."""
+    def from_config(cls, config: Mapping[str, Any], config_source: str | None = None) -> App:
+        """Build an app from a config mapping (already read from its file, whose name
+        ``config_source`` is: errors name it)."""
         # Values given as objects from Python (a RetryPolicy, a Spool) are checked by their
         # own constructors; the schema checks what a file can say.
-        validate_config(
-            {k: v for k, v in config.items() if isinstance(v, (Mapping, list, str, int, float))
-             or v is None or k not in _OBJECT_OPTIONS},
-            source,
-        )  # fmt: skip
-        options = dict(config)
+        try:
+            validate_config(
+                {k: v for k, v in config.items() if isinstance(v, (Mapping, list, str, int,
+                 float)) or v is None or k not in _OBJECT_OPTIONS},
+                config_source,
+            )  # fmt: skip
+        except ConfigError as exc:
+            # The listeners are checked too: one load reports every mistake of the file.
+            errors = [*exc.errors, *cls._listener_errors(config.get("listeners"), config_source)]
+            raise ConfigError.combine(in_file_order(errors, config), config_source) from None
+        options = with_celery_app(config)
         try:
             return cls(
                 options.pop("name_prefix", ""),
                 options.pop("listeners", None),
-                source=source,
+                config_source=config_source,
                 **options,
             )
         except ConfigError as exc:
-            if source and not exc.source:
-                raise exc.within("", source) from None
+            if config_source and not exc.source:
+                raise exc.within("", config_source) from None
             raise
 
     # -- listeners and their routes -----------------------------------------------------------
@@ -181,13 +204,39 @@ class App:
         return added
 
     def _listeners(self, items: Iterable[ListenerLike]) -> list[Listener]:
+        return self._build_listeners(items, self.config_source)
+
+    @staticmethod
+    def _build_listeners(items: Iterable[ListenerLike], source: str | None) -> list[Listener]:
+        """The listeners ``items`` describe; one ConfigError listing every listener's errors
+        (each listener is checked, so one load reports them all)."""
         built: list[Listener] = []
         taken: set[str] = set()
+        errors: list[ConfigError] = []
         for index, item in enumerate(items):
-            listener = self._listener(item, f"listeners[{index}]", taken)
+            path = f"listeners[{index}]"
+            try:
+                with config_location(source, path):  # warnings name the file and listener
+                    listener = App._listener(item, path, taken)
+            except ConfigError as exc:
+                errors.append(exc)
+                continue
             taken.add(listener.name)
             built.append(listener)
+        if errors:
+            raise ConfigError.combine(errors)
         return built
+
+    @staticmethod
+    def _listener_errors(items: Any, source: str | None) -> list[ConfigError]:
+        """The errors of the listeners ``items`` describes (none when it is not a list)."""
+        if not isinstance(items, list):
+            return []
+        try:
+            App._build_listeners(items, source)
+        except ConfigError as exc:
+            return exc.errors
+        return []
 
     @staticmethod
     def _listener(item: ListenerLike, path: str, taken: set[str] | None = None) -> Listener:
@@ -209,7 +258,24 @@ class App:
             listener.name = f"{base}#{n}"
         return listener
 
+    def _routes_of(self, built: list[Listener]) -> list[Route]:
+        """The listeners' routes; one ConfigError listing every listener's plan error (an
+        error at an app option, the same for every listener, once)."""
+        routes: list[Route] = []
+        errors: dict[tuple[str | None, str], ConfigError] = {}
+        for index, listener in enumerate(built):
+            try:
+                routes.append(self._route(listener, f"listeners[{index}]"))
+            except ConfigError as exc:
+                errors.setdefault((exc.path, exc.message), exc)
+        if errors:
+            raise ConfigError.combine(list(errors.values()))
+        return routes
+
     def _route(self, listener: Listener, path: str) -> Route:
+        listener.register_secrets()  # under its final name, which stored rows refer to
+        if self.json_encoding is not None and "json_encoding" not in vars(listener):
+            listener.json_encoding = self.json_encoding
         plan = resolve_plan(
             listener,
             path,
@@ -219,6 +285,9 @@ class App:
             has_spool=self._deliverer.spool is not None,
             has_outbox=self._deliverer.outbox_settings is not None,
         )
+        cloudevents = getattr(listener, "cloudevents", None)
+        if isinstance(cloudevents, CloudEvents):
+            cloudevents.use_source(self.source, f"{path}.source")
         metrics = ListenerMetrics()
         return Route(listener, plan, metrics, self._wire(listener, plan, metrics))
 

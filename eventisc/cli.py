@@ -2,25 +2,28 @@
 
     eventisc check [CONFIG]                     validate a config and list its listeners
     eventisc routes CONFIG EVENT_NAME           which listeners an event reaches
-    eventisc trigger CONFIG EVENT_NAME [--data JSON] [--dry-run]
+    eventisc trigger CONFIG EVENT_NAME [--data JSON] [--dry-run] [--celery-app MODULE:ATTR]
     eventisc spool list|show|replay|purge CONFIG   the spool of failed and pending notifications
     eventisc relay [CONFIG] [--concurrency N] [--once] [--metrics-port P]
                                                 deliver the outbox's notifications
     eventisc outbox sql|init|list|show|replay|purge CONFIG   the outbox table
-    eventisc serve-metrics CONFIG [--port 9464]  Prometheus metrics of the app, over HTTP
+    eventisc serve-metrics [--dir DIR] [--port 9464]  a multiprocess service's metrics, added up
     eventisc schema [--markdown]                print the config's JSON Schema (or option tables)
     eventisc demo                               a working example on this machine
 
-Exit status: 0 success, 1 a bad config or a failed delivery, 2 bad usage.
+Exit status: 0 success, 1 a bad config or a failed delivery, 2 bad usage, 141 when standard
+output was closed early (``eventisc spool list CONFIG | head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from . import outbox_cli, spool_cli
@@ -29,14 +32,29 @@ from .config import read_config
 from .errors import ConfigError, OutboxError
 from .masking import mask_payload
 from .report import Delivery
+from .spool_cli import add_celery_app
 
 __all__ = ["main"]
 
+#: The exit status when standard output was closed early (128 + SIGPIPE, as a shell reports a
+#: command that a closed pipe stopped).
+CLOSED_PIPE = 141
 
-def _load(path: str | None, dry_run: bool = False, **options: Any) -> App:
+#: How the command shows eventisc's log records on stderr.
+LOG_FORMAT = "eventisc: %(levelname)s: %(message)s"
+
+
+def _load(
+    path: str | None, dry_run: bool = False, celery_app: str | None = None, **options: Any
+) -> App:
     """Build the app as the default app would be: EVENTISC_NAME_PREFIX applies when the
-    config sets no name_prefix."""
-    path = path or os.environ.get("EVENTISC_CONFIG")
+    config sets no name_prefix. ``celery_app`` (``--celery-app``) replaces the config's."""
+    from_environ = os.environ.get("EVENTISC_CONFIG")
+    if not path and from_environ:
+        try:
+            return _load(from_environ, dry_run, celery_app, **options)
+        except ConfigError as exc:  # say where the file's name came from
+            raise exc.from_origin(f"EVENTISC_CONFIG={from_environ}") from None
     if not path:
         raise ConfigError("no config given: pass CONFIG or set EVENTISC_CONFIG")
     config, source = read_config(path)
@@ -44,6 +62,8 @@ def _load(path: str | None, dry_run: bool = False, **options: Any) -> App:
         config["name_prefix"] = os.environ.get("EVENTISC_NAME_PREFIX", "")
     if dry_run:
         config["dry_run"] = True
+    if celery_app is not None:
+        config["celery_app"] = celery_app
     config.update(options)
     return App.from_config(config, source)
 
@@ -59,8 +79,8 @@ def _show(value: Any) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    with _load(args.config) as app:
-        where = app.source or "config"
+    with _load(args.config, celery_app=args.celery_app) as app:
+        where = app.config_source or "config"
         print(f"{where}: OK, {len(app.listeners)} listener(s), name_prefix {app.name_prefix!r}")
         for listener in app.listeners:
             target = listener.describe()
@@ -85,17 +105,38 @@ def _plan(app: App, listener: Any) -> str:
     return f"{mode}, {tries}{extra}"
 
 
+def _prefix_hint(app: App, event_name: str) -> str:
+    """A hint when ``event_name`` already starts with the name_prefix (added twice)."""
+    prefix = app.name_prefix
+    if not (prefix and event_name.startswith(prefix)):
+        return ""
+    short = event_name[len(prefix) :]
+    return (
+        f"note: the name_prefix {prefix!r} is added to the name you give, so it is there "
+        f"twice; give {short!r} instead (it reaches {len(app.routes(short))} listener(s))"
+    )
+
+
+def _unheard(app: App, event_name: str) -> str:
+    """``no listener hears 'shop.x'``, and the hint when the prefix was given twice."""
+    hint = _prefix_hint(app, event_name)
+    return f"no listener hears {app.name_prefix + event_name!r}" + (f"\n{hint}" if hint else "")
+
+
 def _routes(args: argparse.Namespace) -> int:
     with _load(args.config) as app:
         full = app.name_prefix + args.event_name
         found = app.routes(args.event_name)
         if not found:
-            print(f"no listener hears {full!r}")
+            print(_unheard(app, args.event_name))
             return 0
         print(f"{full!r} reaches {len(found)} listener(s):")
         for listener in found:
             filtered = "  (if its filter keeps the event)" if listener.filter is not None else ""
             print(f"  {listener.name}  [{listener.kind}]  {listener.describe()}{filtered}")
+        hint = _prefix_hint(app, args.event_name)
+        if hint:
+            print(hint)
     return 0
 
 
@@ -105,13 +146,14 @@ def _trigger(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"eventisc trigger: --data is not valid JSON: {exc}", file=sys.stderr)
         return 2
-    with _load(args.config, dry_run=args.dry_run) as app:
-        full = app.name_prefix + args.event_name
-        report = app.dispatch(args.event_name, data)
-        if not len(report):
-            print(f"no listener hears {full!r}")
-            return 0
-        report.wait(args.wait)
+    with _load(args.config, dry_run=args.dry_run, celery_app=args.celery_app) as app:
+        # Each outcome is printed below: the log's record of the same failure would repeat it.
+        with _quiet_failures(args):
+            report = app.dispatch(args.event_name, data)
+            if not len(report):
+                print(_unheard(app, args.event_name))
+                return 0
+            report.wait(args.wait)
         for delivery in report:
             print(f"{delivery.name} [{delivery.listener.kind}]")
             if delivery.notification is not None:
@@ -119,7 +161,33 @@ def _trigger(args: argparse.Namespace) -> int:
                 shown = _show(mask_payload(delivery.notification.payload))
                 print("  " + shown.replace("\n", "\n  "))
             print("  " + _outcome(delivery))
+        hint = _prefix_hint(app, args.event_name)
+        if hint:
+            print(hint)
     return 0 if all(d.ok for d in report) else 1
+
+
+class _Reported(logging.Filter):
+    """Leaves out the records of final failures: the command prints each outcome itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "outcome", None) not in ("failed", "spooled", "dropped")
+
+
+@contextmanager
+def _quiet_failures(args: argparse.Namespace) -> Iterator[None]:
+    """While a command prints the outcomes itself, its log handler leaves out their records
+    (not with ``--verbose``: then they come with their tracebacks)."""
+    handler: logging.Handler | None = getattr(args, "log_handler", None)
+    if handler is None or handler.level <= logging.DEBUG:
+        yield
+        return
+    reported = _Reported()
+    handler.addFilter(reported)
+    try:
+        yield
+    finally:
+        handler.removeFilter(reported)
 
 
 def _outcome(delivery: Delivery) -> str:
@@ -137,32 +205,37 @@ def _outcome(delivery: Delivery) -> str:
     error = delivery.error
     why = f"{type(error).__name__}: {error}" if error is not None else ""
     if delivery.status == "spooled":
-        return f"FAILED{attempts}, kept in the spool: {why}"
+        kept = f" as #{delivery.spool_id}" if delivery.spool_id is not None else ""
+        return f"FAILED{attempts}, kept in the spool{kept}: {why}"
     return f"{delivery.status.upper()}{attempts}: {why}"
 
 
 def _serve_metrics(args: argparse.Namespace) -> int:
+    path = args.dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        print(
+            "eventisc serve-metrics: pass --dir or set PROMETHEUS_MULTIPROC_DIR (the directory "
+            "the service's processes write their metrics to)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        import prometheus_client
+        from .metrics_server import serve_directory
     except ImportError:
         print("eventisc serve-metrics needs: pip install 'eventisc[prometheus]'", file=sys.stderr)
         return 1
-    with _load(args.config) as app:
-        registry = prometheus_client.CollectorRegistry()
-        app.register_prometheus(registry)
-        server, thread = prometheus_client.start_http_server(
-            args.port, addr=args.host, registry=registry
-        )
-        print(
-            f"serving eventisc metrics on http://{args.host}:{server.server_port}/metrics",
-            flush=True,
-        )
-        try:
-            thread.join()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.shutdown()
+    try:
+        server = serve_directory(path, args.port, args.host)
+    except ValueError:
+        print(f"eventisc serve-metrics: {path} is not a directory", file=sys.stderr)
+        return 2
+    print(f"serving the metrics of {path} on {server.url}", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 
@@ -186,10 +259,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventisc", description="Inter-service notifications from a YAML config."
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log at DEBUG on stderr: each delivery, and the traceback of each failure",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="validate a config and list its listeners")
     p.add_argument("config", nargs="?", help="YAML or JSON config (default: $EVENTISC_CONFIG)")
+    add_celery_app(p)
     p.set_defaults(func=_check)
 
     p = sub.add_parser("routes", help="show which listeners an event reaches")
@@ -208,13 +288,19 @@ def _parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds to wait for background deliveries (default 60)",
     )
+    add_celery_app(p)
     p.set_defaults(func=_trigger)
 
     spool_cli.add_parser(sub, _load)
     outbox_cli.add_parsers(sub, _load)
 
-    p = sub.add_parser("serve-metrics", help="serve the app's Prometheus metrics over HTTP")
-    p.add_argument("config")
+    about = (
+        "serve the Prometheus metrics the processes of a multiprocess service (gunicorn, Celery "
+        "prefork) write to PROMETHEUS_MULTIPROC_DIR, added up; a service of one process "
+        "serves its own with eventisc.start_metrics_server()"
+    )
+    p = sub.add_parser("serve-metrics", help=about, description=about)
+    p.add_argument("--dir", help="the directory (default: $PROMETHEUS_MULTIPROC_DIR)")
     p.add_argument("--port", type=int, default=9464, help="default 9464 (0: any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.set_defaults(func=_serve_metrics)
@@ -235,11 +321,55 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr(verbose: bool) -> logging.Handler:
+    """Show eventisc's log records on stderr: WARNING and above (DEBUG with ``--verbose``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger = logging.getLogger("eventisc")
+    logger.addHandler(handler)
+    if verbose:
+        logger.setLevel(logging.DEBUG)
+    return handler
+
+
+def _closed_pipe() -> int:
+    """Standard output was closed early (``| head``): stop quietly. Further writes, and the
+    flush at exit, go to devnull (see "Note on SIGPIPE" in Python's ``signal`` docs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (captured output): nothing to redirect
+        pass
+    return CLOSED_PIPE
+
+
+def _import_from_here() -> None:
+    """Let ``--celery-app proj.celery:app`` import from the current directory, as
+    ``python -m eventisc`` and ``celery -A`` do (the ``eventisc`` script alone would not)."""
+    try:
+        here = os.getcwd()
+    except OSError:  # the directory was removed: nothing to import from there
+        return
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _import_from_here()
+    args.log_handler = _log_to_stderr(args.verbose)
     try:
         result: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
         return result
+    except BrokenPipeError:
+        return _closed_pipe()
     except (ConfigError, OutboxError) as exc:
         print(f"eventisc {args.command}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        logger = logging.getLogger("eventisc")
+        logger.removeHandler(args.log_handler)
+        if args.verbose:
+            logger.setLevel(logging.NOTSET)

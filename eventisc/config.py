@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Collection, Mapping
 from typing import IO, TYPE_CHECKING, Any, Union
 
+from .cloudevents import SOURCE_SCHEMA
 from .environ import expand
 from .errors import ConfigError
 from .listeners.base import BUILTIN_KINDS, LISTENER_PROPERTIES, Listener, listener_schema
@@ -37,6 +39,7 @@ __all__ = [
     "CONFIG_SCHEMA",
     "ConfigSource",
     "config_schema",
+    "in_file_order",
     "env_flag",
     "open_spool",
     "option_table",
@@ -45,6 +48,7 @@ __all__ = [
     "read_config",
     "resolve_plan",
     "validate_config",
+    "with_celery_app",
 ]
 
 _POSITIVE_SECONDS = {"type": "number", "exclusiveMinimum": 0}
@@ -122,11 +126,29 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "Unset: no summary.",
         },
         "outbox": OUTBOX_SCHEMA,
+        "json_default": {
+            "type": "string",
+            "description": 'A function, `"package.module:function"`, imported when the config '
+            "is loaded and called for each object a JSON body or task argument holds that JSON "
+            "cannot (like the `default` of `json.dumps`), before the built-in conversions "
+            "(datetimes, Decimals, UUIDs, sets, dataclasses, `__json__()`, `to_dict()`; "
+            "[Objects in JSON](templates.md#objects-in-json-built-in-conversions-and-json_default)"
+            "). Unset: the built-in conversions only.",
+        },
+        "source": SOURCE_SCHEMA,
         "recover": {
             "type": "boolean",
             "default": True,
             "description": "Background delivery: at start, deliver what earlier processes "
             "left pending in the spool.",
+        },
+        "celery_app": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "description": "Your Celery app, as `module:attribute` (`proj.celery:app`): the "
+            "`celery_app` of every celery listener that sets neither its own nor a "
+            "`broker_url`. The command line's `--celery-app` replaces it. Unset: such "
+            "listeners use `celery.current_app` ([Which Celery app](celery.md#which-celery-app)).",
         },
     },
     "additionalProperties": False,
@@ -165,7 +187,8 @@ def _read(source: ConfigSource) -> tuple[dict[str, Any], str | None]:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        raise ConfigError("config file not found", source=path) from None
+        where = "" if os.path.isabs(path) else f" (looked for in {os.getcwd()})"
+        raise ConfigError(f"config file not found{where}", source=path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", source=path) from None
     fmt = "yaml" if path.endswith((".yaml", ".yml")) else "json"
@@ -210,9 +233,41 @@ def _top_level(data: Any, label: str) -> dict[str, Any]:
     return data
 
 
-def validate_config(config: Mapping[str, Any], source: str | None = None) -> None:
-    """Check the top-level keys (listeners are checked one by one when they are built)."""
-    validate(config, CONFIG_SCHEMA, "", "configs", source)
+def validate_config(config: Mapping[str, Any], config_source: str | None = None) -> None:
+    """Check the top-level keys (listeners are checked one by one when they are built);
+    errors name the file ``config_source``."""
+    validate(config, CONFIG_SCHEMA, "", "configs", config_source)
+
+
+def in_file_order(errors: list[ConfigError], config: Mapping[str, Any]) -> list[ConfigError]:
+    """``errors`` in the order of their top-level keys in ``config`` (the file's order); the
+    errors under one key keep their order (errors without a path come first)."""
+    keys = {str(key): index for index, key in enumerate(config)}
+
+    def position(error: ConfigError) -> int:
+        top = re.match(r"[A-Za-z_][A-Za-z0-9_]*", error.path or "")
+        return keys.get(top.group(0), len(keys)) if top else -1
+
+    return sorted(errors, key=position)
+
+
+def with_celery_app(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` without its top-level ``celery_app``, which becomes the ``celery_app`` of
+    each celery listener mapping that names neither its own nor a ``broker_url``."""
+    options = dict(config)
+    app = options.pop("celery_app", None)
+    listeners = options.get("listeners")
+    if app is not None and isinstance(listeners, (list, tuple)):
+        options["listeners"] = [
+            {**item, "celery_app": app}
+            if isinstance(item, Mapping)
+            and item.get("kind") == "celery"
+            and item.get("celery_app") is None
+            and item.get("broker_url") is None
+            else item
+            for item in listeners
+        ]
+    return options
 
 
 def open_spool(value: Any) -> Spool | None:

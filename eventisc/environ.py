@@ -6,6 +6,10 @@ writes a literal ``${``. ``VAR`` is a name of letters, digits and ``_`` not star
 digit; anything else after ``${`` (``${event_data['price']}``: a ``$`` before a template field)
 is left as it is. It is not a template: the value is read when the config is loaded, never per
 event, so it costs nothing when events are triggered.
+
+A value read from the environment is a secret (:func:`eventisc.secret_values.register`, as
+``env:VAR``): it is hidden from everything eventisc shows and left out of stored rows. A
+default written in the config is not.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigError
+from .secret_values import register
 
-__all__ = ["expand"]
+__all__ = ["Expanded", "expand"]
 
 _REFERENCE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$\{")
 
@@ -40,20 +45,54 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _expand_text(text: str, path: str, env: Mapping[str, str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        escaped, name, default = match.groups()
-        if name is None or escaped:  # $${ : a literal ${ (and what follows it as written)
-            return match.group(0)[1:]
-        found = env.get(name)
-        if found is not None and (found or default is None):
-            return found
-        if default is not None:
-            return default
-        raise ConfigError(
-            f"environment variable {name} is not set (`${{{name}}}`; give a default with "
-            f"`${{{name}:-default}}`, or write `$${{` for a literal `${{`)",
-            path or None,
-        )
+class Expanded(str):
+    """A config string whose ``${VAR}`` brought braces in. It is the text as expanded; a
+    template compiles :attr:`template_text` instead, where those braces are escaped: a value
+    from the environment is never a template field."""
 
-    return _REFERENCE.sub(replace, text)
+    __slots__ = ("template_text",)
+    template_text: str
+
+
+def _expand_text(text: str, path: str, env: Mapping[str, str]) -> str:
+    braced = False
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal braced
+        value = _value_of(match, path, env)
+        if match.group(2) is not None and not match.group(1) and ("{" in value or "}" in value):
+            braced = True
+        return value
+
+    expanded = _REFERENCE.sub(replace, text)
+    if not braced:
+        return expanded
+    result = Expanded(expanded)
+    result.template_text = _REFERENCE.sub(
+        lambda match: _escape_braces(match, _value_of(match, path, env)), text
+    )
+    return result
+
+
+def _escape_braces(match: re.Match[str], value: str) -> str:
+    if match.group(2) is None or match.group(1):  # $${: written in the config, not a value
+        return value
+    return value.replace("{", "{{").replace("}", "}}")
+
+
+def _value_of(match: re.Match[str], path: str, env: Mapping[str, str]) -> str:
+    """What one ``${...}`` (or ``$${``) stands for."""
+    escaped, name, default = match.groups()
+    if name is None or escaped:  # $${ : a literal ${ (and what follows it as written)
+        return match.group(0)[1:]
+    found = env.get(name)
+    if found is not None and (found or default is None):
+        register(f"env:{name}", found)
+        return found
+    if default is not None:
+        return default
+    raise ConfigError(
+        f"environment variable {name} is not set (`${{{name}}}`; give a default with "
+        f"`${{{name}:-default}}`, or write `$${{` for a literal `${{`)",
+        path or None,
+    )

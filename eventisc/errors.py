@@ -24,6 +24,12 @@ or kombu to catch what a delivery raised::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from .secret_values import redact
+
 __all__ = [
     "CircuitOpenError",
     "ConfigError",
@@ -44,43 +50,121 @@ __all__ = [
 
 
 class EventiscError(Exception):
-    """Base class of every error eventisc raises."""
+    """Base class of every error eventisc raises. Its message never shows a secret value
+    (see :mod:`eventisc.secret_values`)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigError(EventiscError, ValueError):
     """The configuration is invalid.
 
     ``path`` is where in the config the bad value is (``listeners[1].url``), ``source`` the
-    file it came from (or None for a dict).
+    file it came from (or None for a dict). A config with several mistakes raises one
+    ConfigError listing them all: ``errors`` holds one ConfigError per mistake, in file order
+    (``[self]`` when there is one), and ``message`` and ``path`` are the first one's. ``origin``
+    says where the file's name came from (``EVENTISC_CONFIG=/etc/events.yaml``), or is None.
     """
 
-    def __init__(self, message: str, path: str | None = None, source: str | None = None):
-        self.message = message
+    def __init__(
+        self,
+        message: str,
+        path: str | None = None,
+        source: str | None = None,
+        *,
+        errors: list[ConfigError] | None = None,
+        origin: str | None = None,
+    ):
+        self.message = redact(message)
         self.path = path or None
         self.source = source
+        self.origin = origin
+        #: Every mistake found, in file order; ``[self]`` for a single one.
+        self.errors: list[ConfigError] = list(errors) if errors and len(errors) > 1 else [self]
         super().__init__(self._text())
 
+    @classmethod
+    def combine(
+        cls, errors: list[ConfigError], source: str | None = None, origin: str | None = None
+    ) -> ConfigError:
+        """One ConfigError listing ``errors`` (in the order given), located in ``source``."""
+        flat = [one for error in errors for one in error.errors]
+        if source is not None:
+            flat = [one if one.source else one.within("", source) for one in flat]
+        first = flat[0]
+        if len(flat) == 1 and origin is None:
+            return first
+        return cls(first.message, first.path, first.source, errors=flat, origin=origin)
+
     def _text(self) -> str:
-        where = ": ".join(p for p in (self.source, self.path) if p)
-        return f"{where}: {self.message}" if where else self.message
+        note = f" (config from {self.origin})" if self.origin else ""
+        if len(self.errors) == 1:
+            where = ": ".join(p for p in (self.source, self.path) if p)
+            return f"{where}: {self.message}{note}" if where else f"{self.message}{note}"
+        head = f"{self.source}: " if self.source else ""
+        lines = [f"{head}{len(self.errors)} errors{note}:"]
+        for error in self.errors:
+            if error.source != self.source:
+                lines.append(f"  {error}")
+            else:
+                lines.append(
+                    f"  {error.path}: {error.message}" if error.path else f"  {error.message}"
+                )
+        return "\n".join(lines)
 
     def within(self, prefix: str, source: str | None = None) -> ConfigError:
         """Return the same error located under ``prefix`` (``listeners[2]``) of ``source``."""
+        if len(self.errors) > 1:
+            moved = [error.within(prefix, source) for error in self.errors]
+            return ConfigError.combine(moved, origin=self.origin)
         if self.path:
             sep = "" if self.path.startswith("[") else "."
             path = f"{prefix}{sep}{self.path}" if prefix else self.path
         else:
             path = prefix
-        err = ConfigError(self.message, path, source or self.source)
+        err = ConfigError(self.message, path, source or self.source, origin=self.origin)
         err.__cause__ = self.__cause__
         return err
+
+    def from_origin(self, origin: str) -> ConfigError:
+        """The same error, saying where the config file's name came from: ``origin``
+        (``EVENTISC_CONFIG=/etc/events.yaml``)."""
+        err = ConfigError.combine(self.errors, origin=origin)
+        err.__cause__ = self.__cause__
+        return err
+
+
+#: The file and the place in it (``listeners[2]``) of what is being built from a config.
+_location: ContextVar[tuple[str | None, str]] = ContextVar("eventisc_config_location")
+
+
+@contextmanager
+def config_location(source: str | None, prefix: str) -> Iterator[None]:
+    """Inside the block, :func:`located` puts a path under ``prefix`` of ``source``: the app
+    builds each listener in one, so a warning about a value names the file and the listener
+    as an error does (errors get theirs from :meth:`ConfigError.within`)."""
+    token = _location.set((source, prefix))
+    try:
+        yield
+    finally:
+        _location.reset(token)
+
+
+def located(path: str) -> str:
+    """``data.email`` as ``events.yaml: listeners[2].data.email`` inside
+    :func:`config_location` (as it is outside)."""
+    source, prefix = _location.get((None, ""))
+    if prefix:
+        path = f"{prefix}.{path}" if path and not path.startswith("[") else f"{prefix}{path}"
+    return ": ".join(p for p in (source, path) if p)
 
 
 class _ListenerError(EventiscError):
     """An error about one listener; ``listener`` is filled in by the app when it is known."""
 
     def __init__(self, message: str, listener: str | None = None):
-        self.message = message
+        self.message = redact(message)
         self.listener = listener
         super().__init__(message)
 

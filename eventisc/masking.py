@@ -2,7 +2,8 @@
 
 What is sent is never changed; what is *shown* of it goes through :func:`mask_url` (a URL's
 password) and :func:`mask_payload` (every such URL in a notification's payload, and the values
-of headers that carry credentials).
+of headers that carry credentials). Both also hide every value the config took from the
+environment and every secret field a listener registered (:mod:`eventisc.secret_values`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from .secret_values import redact, redact_bytes
 
 __all__ = ["MASK", "SENSITIVE_HEADERS", "mask_payload", "mask_url"]
 
@@ -41,7 +44,7 @@ def mask_url(url: str) -> str:
     replaced: ``amqp://guest:***@host:5672/``, ``host=db password=***``."""
     if "password" in url:
         url = _CONNINFO_PASSWORD.sub(rf"\1{MASK}", url)
-    return _PASSWORD.sub(rf"\1{MASK}@", url)
+    return redact(_PASSWORD.sub(rf"\1{MASK}@", url))
 
 
 def mask_payload(value: Any) -> Any:
@@ -51,7 +54,9 @@ def mask_payload(value: Any) -> Any:
     they are.
     """
     if isinstance(value, str):
-        return mask_url(value) if "://" in value else value
+        return mask_url(value) if "://" in value else redact(value)
+    if isinstance(value, bytes):
+        return redact_bytes(value)
     if isinstance(value, Mapping):
         return {
             key: MASK

@@ -84,14 +84,14 @@ def _settings(args: argparse.Namespace, load: Callable[..., App]) -> OutboxSetti
     finally:
         app.close()
     if settings is None:
-        raise ConfigError("this config has no `outbox`", "outbox", app.source)
+        raise ConfigError("this config has no `outbox`", "outbox", app.config_source)
     return settings
 
 
 def _relay(args: argparse.Namespace, load: Callable[..., App]) -> int:
     with load(args.config, recover=False) as app:
         if app.outbox_settings is None:
-            raise ConfigError("this config has no `outbox`", "outbox", app.source)
+            raise ConfigError("this config has no `outbox`", "outbox", app.config_source)
         if args.metrics_port is not None:
             _serve_metrics(app, args.metrics_port)
         return app.run_relay(concurrency=args.concurrency, once=args.once)
@@ -166,7 +166,7 @@ def _list(args: argparse.Namespace, load: Callable[..., App]) -> int:
     app.close()
     settings = app.outbox_settings
     if settings is None:
-        raise ConfigError("this config has no `outbox`", "outbox", app.source)
+        raise ConfigError("this config has no `outbox`", "outbox", app.config_source)
     if args.blocked:
         skip = [lis.name for lis in app.listeners if lis.on_dead == "skip"]
         found = blocked(settings, skip)

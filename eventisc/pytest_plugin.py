@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
@@ -33,17 +34,37 @@ def eventisc_capture() -> Iterator[CapturedEvents]:
 
     The default app is ``eventisc.get_current_app()`` when the fixture starts (built from
     ``EVENTISC_CONFIG`` if there is none: set the variable before, e.g. in a fixture this test
-    requests first). Afterwards ``eventisc.default_app`` is put back as it was: an app built
-    for the test is closed and dropped, so the next test builds its own.
+    requests first). A default app built from the environment before the test changed it
+    (your service built it at import, before the test set ``EVENTISC_CONFIG``) is built again
+    from the environment the test set, and is the default app during the test. Afterwards
+    ``eventisc.default_app`` is put back as it was: an app built for the test is closed and
+    dropped, so the next test builds its own.
     """
     import eventisc
     from eventisc.testing import capture
 
     before = eventisc.default_app
+    outdated = before if before is not None and eventisc._outdated(before) else None
+    if outdated is not None:
+        # Built at import, before the test set its environment: what eventisc.trigger is to
+        # use is the app of the test's config (the one before is kept, and put back after).
+        eventisc.default_app = eventisc._default_app_from(None, None, None, {})
     app = eventisc.get_current_app()
     try:
-        with capture(app) as events:
+        with ExitStack() as stack:
+            events = stack.enter_context(capture(app))
+            # Code that kept the outdated app triggers on it: capture it too, so nothing is
+            # delivered, and say so after the test.
+            kept = stack.enter_context(capture(outdated)) if outdated is not None else None
             yield events
+        if kept is not None and len(kept):
+            warnings.warn(
+                f"{len(kept)} event(s) ({', '.join(kept.names()[:5])}) were triggered on the "
+                "default app built before the test set its EVENTISC_CONFIG, by code that kept "
+                "that app; they were not delivered, and are not in eventisc_capture (use "
+                "eventisc.trigger, or eventisc.get_current_app() when the app is needed)",
+                stacklevel=1,
+            )
     finally:
         current = eventisc.default_app
         if current is not None and current is not app:

@@ -81,5 +81,5 @@ class Registry(Generic[T]):
     def _unknown(self, kind: str) -> str:
         known = self.known()
         close = difflib.get_close_matches(kind, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else "."
         return f"unknown {self.what} kind {kind!r}{hint} Known kinds: {', '.join(known)}"

@@ -9,6 +9,10 @@ an ordinary Python function (so evaluating it costs what the same Python code co
 - subscripts, attribute access and method calls, arithmetic, comparisons, ``and``/``or``/
   ``not``, conditional expressions.
 
+``obj.name`` on a mapping without such an attribute is ``obj["name"]`` (as in Jinja): data
+decoded from JSON reads like objects. The attribute wins (``data.items`` is the method), and
+the rules on names below hold for both.
+
 Refused at compile time: any name or attribute starting with ``_`` (no ``__import__``,
 ``__class__``, ``__dict__``), attributes that reach frames or bypass the check
 (``format``/``format_map``, which can read private attributes through a format string, ``mro``,
@@ -250,7 +254,18 @@ def compile_node(source: str, names: Collection[str], as_arguments: bool = False
 
 
 def _ga(obj: Any, name: str) -> Any:
-    value = getattr(obj, name)
+    try:
+        value = getattr(obj, name)
+    except AttributeError:
+        # As Jinja does: `data.user` is `data["user"]` when a mapping has no such attribute.
+        if not isinstance(obj, Mapping):
+            raise
+        try:
+            return obj[name]
+        except KeyError:
+            raise TemplateError(
+                f"{type(obj).__name__} has neither an attribute `.{name}` nor a key {name!r}"
+            ) from None
     if isinstance(value, ModuleType):
         raise TemplateError(f"attribute `.{name}` is a module, which templates cannot reach")
     return value

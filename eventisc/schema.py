@@ -86,29 +86,114 @@ def validate(
     what: str = "the config",
     source: str | None = None,
 ) -> None:
-    """Validate ``instance``; raise :class:`ConfigError` for the most relevant problem.
+    """Validate ``instance``; raise one :class:`ConfigError` listing every problem, in the
+    order of the instance's keys (the file's order), each with its path.
 
-    ``path`` locates ``instance`` in the config; ``what`` names it in messages
-    (``http listeners take: ...``).
+    ``path`` locates ``instance`` in the config; ``what`` names it in messages about its own
+    keys (``http listeners take: ...``; a nested mapping is named by its key: ``retry takes:
+    ...``). An unknown option comes with the closest known one (``did you mean 'url'?``),
+    and then the option it stands for is not also reported missing.
     """
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator(schema).iter_errors(instance))
-    if error is None:
+    problems: list[_Problem] = []
+    for error in _validator(schema).iter_errors(instance):
+        problems.extend(_problems(best_match([error]), instance, what))
+    if not problems:
         return
-    where = format_path(error.absolute_path, path)
+    suggested = {(p.parts, p.suggestion) for p in problems if p.suggestion}
+    kept = [p for p in problems if not _implied(p, suggested)]
+    kept.sort(key=lambda p: p.position)
+    unique = dict.fromkeys((format_path(p.parts, path), p.message) for p in kept)
+    raise ConfigError.combine([ConfigError(m, w or None, source) for w, m in unique])
+
+
+class _Problem:
+    """One problem found in an instance: where (``parts`` of its path), its position in the
+    instance (for the file's order), its message, and the known option an unknown one
+    looks like."""
+
+    __slots__ = ("parts", "position", "message", "suggestion", "missing")
+
+    def __init__(
+        self,
+        parts: tuple[Any, ...],
+        position: tuple[float, ...],
+        message: str,
+        suggestion: str | None = None,
+        missing: str | None = None,
+    ) -> None:
+        self.parts = parts
+        self.position = position
+        self.message = message
+        self.suggestion = suggestion
+        self.missing = missing
+
+
+def _problems(error: Any, instance: Any, what: str) -> list[_Problem]:
+    parts = tuple(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-        allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(str(k) for k in error.instance if k not in allowed)[0]
-        close = difflib.get_close_matches(unknown, allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        message = f"unknown option {unknown!r}{hint} ({what} take: {', '.join(allowed)})"
-        where = format_path([unknown], where)
-    elif _not_finite(error.instance):
+        return _unknown_options(error, instance, parts, what)
+    if _not_finite(error.instance):
         message = f"must be a finite number, not {error.instance!r}"
     else:
         message = mask_url(error.message)  # it may quote the value: a URL with its password
-    raise ConfigError(message, where or None, source)
+    missing = None
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        missing = next(
+            (p for p in error.validator_value if p not in error.instance and repr(p) in message),
+            None,
+        )
+    return [_Problem(parts, _position(instance, parts), message, missing=missing)]
+
+
+def _unknown_options(
+    error: Any, instance: Any, parts: tuple[Any, ...], what: str
+) -> list[_Problem]:
+    allowed = sorted(error.schema.get("properties", {}))
+    named = [p for p in parts if isinstance(p, str)]
+    takes = f"{named[-1]} takes" if named else f"{what} take"
+    found = []
+    for key in error.instance:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        message = f"unknown option {str(key)!r}{hint} ({takes}: {', '.join(allowed)})"
+        where = (*parts, key)
+        suggestion = close[0] if close else None
+        found.append(_Problem(where, _position(instance, where), message, suggestion))
+    return found
+
+
+def _implied(problem: _Problem, suggested: set[tuple[tuple[Any, ...], str]]) -> bool:
+    """Whether ``problem`` is a missing option that an unknown one beside it stands for
+    (``urll`` for ``url``): the unknown option's message says it already."""
+    if problem.missing is None:
+        return False
+    return (*problem.parts, problem.missing) in {(*at[:-1], name) for at, name in suggested}
+
+
+def _position(instance: Any, parts: Iterable[Any]) -> tuple[float, ...]:
+    """Where the value at ``parts`` is in ``instance``, as a sortable tuple: key and item
+    indexes, in the order the file wrote them. A problem with a whole mapping or list (a
+    missing option) comes after the problems inside it."""
+    position: list[float] = []
+    node = instance
+    for part in parts:
+        if isinstance(node, Mapping):
+            keys = list(node)
+            position.append(keys.index(part) if part in node else len(keys))
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            position.append(part)
+            node = node[part]
+        else:
+            position.append(math.inf)
+            node = None
+    if isinstance(node, (Mapping, list)):
+        position.append(math.inf)
+    return tuple(position)
 
 
 def validate_options(

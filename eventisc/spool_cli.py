@@ -18,7 +18,17 @@ if TYPE_CHECKING:
     from .listeners.base import Listener
     from .spool import Spool, SpoolEntry, UnreadableEntry
 
-__all__ = ["add_parser"]
+__all__ = ["add_celery_app", "add_parser"]
+
+
+def add_celery_app(p: argparse.ArgumentParser) -> None:
+    """The ``--celery-app MODULE:ATTR`` option of the commands that deliver."""
+    p.add_argument(
+        "--celery-app",
+        metavar="MODULE:ATTR",
+        help="your Celery app (proj.celery:app), for celery listeners without a broker_url; "
+        "replaces the config's celery_app",
+    )
 
 
 def add_parser(sub: Any, load: Callable[..., App]) -> None:
@@ -49,6 +59,7 @@ def add_parser(sub: Any, load: Callable[..., App]) -> None:
         help="deliver again with the listeners' current settings; delivered ones are removed",
     )
     common(p, state=False)
+    add_celery_app(p)
     p.set_defaults(func=lambda args: _replay(args, load))
 
     p = actions.add_parser("purge", help="delete spooled notifications (dead ones by default)")
@@ -59,11 +70,11 @@ def add_parser(sub: Any, load: Callable[..., App]) -> None:
 
 def _open(args: argparse.Namespace, load: Callable[..., App]) -> tuple[App, Spool]:
     # recover=False: the command decides what to deliver; the app must not start on its own.
-    app = load(args.config, recover=False)
+    app = load(args.config, recover=False, celery_app=getattr(args, "celery_app", None))
     spool = app._deliverer.spool
     if spool is None:
         app.close()
-        raise ConfigError("this config has no `spool`", "spool", app.source)
+        raise ConfigError("this config has no `spool`", "spool", app.config_source)
     return app, spool
 
 

@@ -27,7 +27,8 @@ from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any
 
 from ._fork import register
-from .errors import ConfigError, TemplateError
+from .environ import Expanded
+from .errors import ConfigError, TemplateError, located
 from .masking import mask_url
 from .sandbox import compile_node, describe_error, make_function, parse_expression, problem
 
@@ -264,7 +265,7 @@ class _Compiler:
         logger.warning(
             "%s: the unquoted YAML `%s` is a mapping {%r: null}; using it as the template "
             '%r. Quote it ("%s") to say so and silence this warning.',
-            path or "template",
+            located(path) or "template",
             template,
             key,
             template,
@@ -273,6 +274,8 @@ class _Compiler:
         return template
 
     def string(self, text: str, path: str) -> tuple[ast.expr, bool]:
+        if isinstance(text, Expanded):  # braces from the environment are text, not fields
+            text = text.template_text
         if not has_fields(text):
             return ast.Constant(text), False
         try:

@@ -71,9 +71,12 @@ class CapturedEvents:
     Thread-safe: events triggered from other threads are recorded too.
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, require_listener: bool = True) -> None:
         #: The app being captured.
         self.app = app
+        #: Whether :meth:`assert_triggered` fails for an event that no listener of the app
+        #: hears (set it to False to check only that your code triggered it).
+        self.require_listener = require_listener
         self._events: list[CapturedEvent] = []
         self._lock = threading.Lock()
         # Per thread, the events this thread triggered last, to attach each rendered
@@ -145,12 +148,22 @@ class CapturedEvents:
         event data, a mapping, with an equal value (``==``: ``unittest.mock.ANY`` matches
         anything). Returns the first matching event; raises AssertionError listing what was
         triggered otherwise.
+
+        With :attr:`require_listener` (the default), the event must also be one that a
+        listener of the app hears (its name matches, whatever the filter then decides): an
+        event that no listener hears fails, naming the app's listeners, since it would notify
+        no one (a listener's typo, or the app built without the config).
         """
         __tracebackhide__ = True  # pytest shows the test's line, not this one
         found = self.find(name, **data)
-        if found:
+        if not found:
+            raise AssertionError(self._missing_message(name, data))
+        if not self.require_listener:
             return found[0]
-        raise AssertionError(self._missing_message(name, data))
+        heard = [e for e in found if any(lis.matches(e.name) for lis in self.app.listeners)]
+        if not heard:
+            raise AssertionError(self._unheard_message(name, found[0]))
+        return heard[0]
 
     def assert_not_triggered(self, name: str, /, **data: Any) -> None:
         """Check that no event called ``name`` (with data containing ``data``, if given) was
@@ -170,6 +183,30 @@ class CapturedEvents:
 
     def _name_matches(self, event: CapturedEvent, name: str) -> bool:
         return name in (event.name, event.short_name)
+
+    def _unheard_message(self, name: str, event: CapturedEvent) -> str:
+        listeners = self.app.listeners
+        heard = "; ".join(f"{lis.name} ({_hears(lis)})" for lis in listeners) or "none"
+        lines = [f"{name!r} was triggered but no listener hears it; the app's listeners: {heard}"]
+        config = self.app.config_source
+        if not listeners:
+            lines.append(
+                f"the app was built from {config}"
+                if config
+                else "the app was built without a "
+                "config: was EVENTISC_CONFIG set before the app was built?"
+            )
+        else:
+            names = [lis.event_name for lis in listeners if lis.event_name is not None]
+            close = _did_you_mean(event.name, names)
+            lines.append(
+                f"listeners match the full name, {event.name!r}{close}; the app's config: "
+                f"{config or 'none (built from Python)'}"
+            )
+        lines.append(
+            "to check only that it was triggered, set require_listener = False on the events"
+        )
+        return "\n".join(lines)
 
     def _missing_message(self, name: str, data: Mapping[str, Any]) -> str:
         events = list(self)
@@ -248,7 +285,7 @@ def _new_hooks_lock() -> None:
 
 
 @contextmanager
-def capture(app: App | None = None) -> Iterator[CapturedEvents]:
+def capture(app: App | None = None, *, require_listener: bool = True) -> Iterator[CapturedEvents]:
     """Record what ``app`` triggers inside the block instead of delivering it.
 
     ``app`` defaults to the default app, ``eventisc.get_current_app()`` (built from
@@ -256,12 +293,13 @@ def capture(app: App | None = None) -> Iterator[CapturedEvents]:
     default later (``init_default_app``) is not captured. Captures nest, several apps can be
     captured at once, and ``trigger`` may be called from any thread. Each captured listener
     counts as notified; ``dispatch`` reports it ``skipped`` with detail ``captured``.
+    ``require_listener``: see :attr:`CapturedEvents.require_listener`.
     """
     if app is None:
         from . import get_current_app
 
         app = get_current_app()
-    events = CapturedEvents(app)
+    events = CapturedEvents(app, require_listener=require_listener)
     with _hooks_lock:
         hooks = _hooks.get(app)
         if hooks is None:
@@ -321,6 +359,12 @@ def _short_repr(value: Any) -> str:
     except Exception as exc:  # a broken __repr__ must not hide the assertion
         text = f"<{type(value).__name__}: repr failed: {exc}>"
     return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
+
+
+def _hears(listener: Listener) -> str:
+    if listener.event_name_regex is not None:
+        return f"regex {listener.event_name_regex.pattern}"
+    return f"event {listener.event_name}"
 
 
 def _did_you_mean(name: str, candidates: list[str]) -> str:

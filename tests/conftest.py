@@ -116,6 +116,17 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(autouse=True)
+def _no_secrets_known() -> Iterator[None]:
+    """Each test starts with no secret values registered (a test's secrets are not hidden in
+    the next test's output)."""
+    from eventisc.secret_values import forget
+
+    forget()
+    yield
+    forget()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_default_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts without a default app and without eventisc environment variables."""
     for var in ("EVENTISC_CONFIG", "EVENTISC_NAME_PREFIX", "EVENTISC_DRYRUN"):

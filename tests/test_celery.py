@@ -9,10 +9,18 @@ would.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import amqp.exceptions
@@ -33,6 +41,7 @@ from eventisc import (
     TriggerError,
 )
 from eventisc.listeners.celery import CeleryListener, translate_error
+from eventisc.spool import Spool
 
 from .celery_worker import RECORD_TASK, CeleryWorker, rabbitmq_only, run_worker
 from .conftest import RABBITMQ_PORT, REDIS_PORT
@@ -552,3 +561,113 @@ def test_translate_error_maps_every_driver_error_we_know(error, expected):
     assert type(translated) is expected
     if expected is not TemplateError:
         assert "broker amqp://guest:***@h:5672//" in str(translated)
+
+
+# -- which Celery app, from the command line ----------------------------------------------------
+
+
+def celery_project(tmp_path: Path, worker: CeleryWorker, **top: Any) -> Path:
+    """A project directory as a user has one: ``proj_celery.py`` defining ``app`` on the
+    worker's broker, and ``events.json`` with a celery listener that has no ``broker_url``."""
+    (tmp_path / "proj_celery.py").write_text(
+        f"import celery\n\napp = celery.Celery('proj', broker={worker.url!r})\n"
+    )
+    listener = {"kind": "celery", "name": "task", "event_name": "e", "task_name": RECORD_TASK,
+                "queue": worker.queue(), "task_args": ["{event_data}"]}  # fmt: skip
+    (tmp_path / "events.json").write_text(json.dumps({"listeners": [listener], **top}))
+    return tmp_path
+
+
+def eventisc_in(directory: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The ``eventisc`` command run in ``directory``, as a user runs it in a project."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTISC_", "CELERY_"))}
+    command = [str(Path(sys.executable).with_name("eventisc")), *args]
+    return subprocess.run(
+        command, cwd=directory, capture_output=True, text=True, timeout=60, env={**full_env, **env}
+    )
+
+
+def task_id(stdout: str) -> str:
+    """The id of the task ``eventisc trigger`` printed as sent."""
+    match = re.search(r"delivered: (sent task [0-9a-f]{32})", stdout)
+    assert match, stdout
+    return match[1]
+
+
+def test_trigger_with_celery_app_sends_through_the_named_app(celery_worker, tmp_path):
+    project = celery_project(tmp_path, celery_worker)
+    result = eventisc_in(project, "trigger", "events.json", "e", "--data", '{"n": 1}',
+                         "--celery-app", "proj_celery:app")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert celery_worker.sent(task_id(result.stdout))["args"] == [{"n": 1}]
+    assert "set_default()" not in result.stderr and "fallback" not in result.stderr
+
+
+@rabbitmq_only
+def test_the_config_celery_app_serves_spool_replay(celery_worker, tmp_path):
+    # Given a dead notification of a celery listener without broker_url, in a project whose
+    # config names its Celery app,
+    project = celery_project(
+        tmp_path, celery_worker, celery_app="proj_celery:app", spool=str(tmp_path / "s.db")
+    )
+    (definition,) = json.loads((project / "events.json").read_text())["listeners"]
+    notification = CeleryListener.from_config(definition).render("e", {"n": 2})
+    Spool(tmp_path / "s.db").add(notification, state="dead", reason="failed", error="x")
+    # when the spool is replayed from the project's directory, the task goes through that app.
+    result = eventisc_in(project, "spool", "replay", "events.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 delivered" in result.stdout
+    assert celery_worker.sent(f"sent task {notification.id}")["args"] == [{"n": 2}]
+
+
+@rabbitmq_only
+def test_celery_broker_url_serves_a_listener_without_an_app(celery_worker, tmp_path):
+    project = celery_project(tmp_path, celery_worker)
+    env = {"CELERY_BROKER_URL": celery_worker.url}
+    result = eventisc_in(project, "trigger", "events.json", "e", "--data", '{"n": 3}', **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert celery_worker.sent(task_id(result.stdout))["args"] == [{"n": 3}]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("proj_celery", "is not MODULE:ATTRIBUTE"),
+        ("no_such_module:app", "cannot import 'no_such_module'"),
+        ("proj_celery:nope", "module 'proj_celery' has no 'nope'"),
+        ("proj_celery:celery", "'proj_celery:celery' is not a Celery app but <module"),
+    ],
+)
+def test_a_bad_celery_app_is_a_config_error_at_load(tmp_path, spec, message):
+    (tmp_path / "proj_celery.py").write_text("import celery\n\napp = celery.Celery('proj')\n")
+    (tmp_path / "events.json").write_text(json.dumps({"listeners": [
+        {"kind": "celery", "event_name": "e", "task_name": "t"}]}))  # fmt: skip
+    result = eventisc_in(tmp_path, "check", "events.json", "--celery-app", spec)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_task_arguments_holding_objects_json_cannot_reach_the_worker(celery_worker, listeners):
+    # Given event data with a dataclass, a set, an object with to_dict() and a datetime,
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+
+    class Dictable:
+        def to_dict(self):
+            return {"id": 7}
+
+    at = datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc)
+    listener = celery_listener(celery_worker, queue=celery_worker.queue())
+    listeners.append(listener)
+    data = {"point": Point(1, 2), "tags": {"b", "a"}, "user": Dictable(), "at": at}
+    # when the default task_kwargs send it whole,
+    received = celery_worker.sent(send(listener, "e", data))
+    # then what kombu's JSON cannot write arrives converted, and the datetime as itself.
+    assert received["kwargs"]["event_data"] == {
+        "point": {"x": 1, "y": 2},
+        "tags": ["a", "b"],
+        "user": {"id": 7},
+        "at": at,
+    }

@@ -7,6 +7,7 @@ import re
 
 import eventisc
 
+from .faults import dead_url
 from .receiver import Response
 from .support import run_cli
 
@@ -130,6 +131,10 @@ def test_demo_with_rabbitmq_and_celery(broker):
     assert result.stdout.count("RabbitMQ eventisc-demo-audit") == 3
     assert "Celery task shop.handle_order" in result.stdout
     assert "Every expected notification arrived." in result.stdout
+    # Each trigger names every listener it notified, and the one whose filter dropped it.
+    assert "-> 2 notified   # welcome-email, audit-log\n" in result.stdout
+    assert "-> 3 notified   # big-orders, audit-log, order-task\n" in result.stdout
+    assert "-> 2 notified   # audit-log, order-task; big-orders: filtered out\n" in result.stdout
 
 
 def forget_demo_names(broker, stdout):
@@ -180,3 +185,54 @@ def test_dry_run_output_and_log_mask_passwords(tmp_path, receiver, caplog):
     assert "s3cret" not in caplog.text and "t0ken" not in caplog.text
     assert "user:***@" in caplog.text
     assert receiver.requests == []
+
+
+def test_routes_says_when_the_name_prefix_was_given_twice(tmp_path, receiver):
+    path = config(tmp_path, receiver.url)
+    result = run_cli("routes", path, "myapp.user_created")
+    assert result.returncode == 0, result.stderr
+    # The regex listener hears the doubled name too; the hint says what was meant.
+    assert "'myapp.myapp.user_created' reaches 1 listener(s)" in result.stdout
+    assert (
+        "note: the name_prefix 'myapp.' is added to the name you give, so it is there twice; "
+        "give 'user_created' instead (it reaches 2 listener(s))"
+    ) in result.stdout
+    result = run_cli("routes", path, "myapp.order_paid")
+    assert "no listener hears 'myapp.myapp.order_paid'\nnote: the name_prefix" in result.stdout
+    assert "give 'order_paid' instead (it reaches 0 listener(s))" in result.stdout
+    assert "note:" not in run_cli("routes", path, "user_created").stdout
+
+
+def test_trigger_with_the_name_prefix_given_twice_says_so_too(tmp_path, receiver):
+    result = run_cli("trigger", config(tmp_path, receiver.url), "myapp.order_paid")
+    assert result.returncode == 0, result.stderr
+    assert "no listener hears 'myapp.myapp.order_paid'" in result.stdout
+    assert "give 'order_paid' instead" in result.stdout
+    assert receiver.requests == []
+
+
+def test_a_template_error_in_a_dry_run_is_told_once(tmp_path, receiver):
+    # Given data without the user the welcome listener's template needs,
+    path = config(tmp_path, receiver.url)
+    result = run_cli("trigger", path, "user_created", "--dry-run")
+    # the outcome says so, once, and nothing else repeats it on stderr.
+    assert result.returncode == 1
+    assert "FAILED: TemplateError: listener 'welcome', template" in result.stdout
+    assert "no key 'user'" in result.stdout
+    assert result.stderr == ""
+    # With --verbose the log's record comes too, with its traceback.
+    result = run_cli("--verbose", "trigger", path, "user_created", "--dry-run")
+    assert "listener 'welcome' failed for event 'myapp.user_created'" in result.stderr
+    assert "Traceback" in result.stderr
+
+
+def test_trigger_names_the_spool_entry_that_keeps_a_failure(tmp_path):
+    path = tmp_path / "events.yaml"
+    path.write_text(
+        f"spool: {{path: {tmp_path / 'spool.db'}}}\n"
+        f"listeners:\n  - {{kind: http, name: crm, event_name: e, url: '{dead_url()}'}}\n"
+    )
+    result = run_cli("trigger", str(path), "e")
+    assert result.returncode == 1
+    assert re.search(r"FAILED, kept in the spool as #\d+: ConnectError", result.stdout)
+    assert result.stderr == ""

@@ -32,7 +32,7 @@ def test_yaml_by_extension_json_otherwise(tmp_path):
         path.write_text(text)
         app = eventisc.create_app(config_file=str(path))
         assert app.trigger("e") == 1, name
-        assert app.source == str(path)
+        assert app.config_source == str(path)
 
 
 def test_file_objects_are_read_as_json_or_yaml():
@@ -388,3 +388,145 @@ def test_any_listener_config_builds_or_is_a_config_error(listener):
         assert "u:p@" not in str(exc), exc  # passwords are masked
         return
     app.close()
+
+
+# -- every mistake, in the file's order --------------------------------------------------------
+
+THREE_MISTAKES = """\
+retry:
+  max_attemps: 3
+listeners:
+- kind: http
+  event_name: a
+  urll: http://127.0.0.1:9/
+- kind: http
+  event_name: b
+  url: http://127.0.0.1:9/
+  timeout: -1
+dispatcher:
+  wokers: 2
+"""
+
+
+def test_every_mistake_of_a_file_is_reported_in_its_order(tmp_path):
+    path = tmp_path / "events.yaml"
+    path.write_text(THREE_MISTAKES)
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(config_file=str(path))
+    err = info.value
+    assert [e.path for e in err.errors] == [
+        "retry.max_attemps",
+        "listeners[0].urll",
+        "listeners[1].timeout",
+        "dispatcher.wokers",
+    ]
+    assert all(e.source == str(path) for e in err.errors)
+    assert err.path == "retry.max_attemps" and err.source == str(path)  # the first one's
+    lines = str(err).splitlines()
+    assert lines[0] == f"{path}: 4 errors:"
+    assert lines[1].startswith("  retry.max_attemps: unknown option 'max_attemps'; did you mean")
+    assert lines[2].startswith("  listeners[0].urll: unknown option 'urll'; did you mean 'url'?")
+    assert lines[4].startswith("  dispatcher.wokers: unknown option 'wokers'")
+
+
+def test_every_listener_is_checked_past_a_bad_one():
+    listeners = [
+        {"kind": "templated", "event_name": "a", "data": {}, "bogus": 1},
+        {"kind": "recording", "event_name_regex": "("},
+        {"kind": "nope", "event_name": "c"},
+    ]
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(listeners=listeners)
+    assert [e.path for e in info.value.errors] == [
+        "listeners[0].bogus",
+        "listeners[1].event_name_regex",
+        "listeners[2].kind",
+    ]
+
+
+def test_a_misspelt_option_is_reported_as_unknown_with_its_suggestion_not_as_missing(tmp_path):
+    path = tmp_path / "events.yaml"
+    path.write_text("listeners:\n- kind: http\n  event_name: a\n  urll: http://127.0.0.1:9/\n")
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(config_file=str(path))
+    assert info.value.errors == [info.value]
+    assert info.value.path == "listeners[0].urll"
+    assert str(info.value).startswith(
+        f"{path}: listeners[0].urll: unknown option 'urll'; did you mean 'url'? "
+        "(http listeners take: "
+    )
+    assert "required" not in str(info.value)
+
+
+def test_an_option_missing_without_a_lookalike_comes_after_the_unknown_ones():
+    listener = {"kind": "http", "event_name": "a", "zzz": 1}
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(listeners=[listener])
+    assert [(e.path, e.message.split(" (")[0]) for e in info.value.errors] == [
+        ("listeners[0].zzz", "unknown option 'zzz'"),
+        ("listeners[0]", "'url' is a required property"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "path", "takes"),
+    [
+        ({"retry": {"max_attemps": 3}}, "retry.max_attemps", "(retry takes: "),
+        ({"dispatcher": {"wokers": 2}}, "dispatcher.wokers", "(dispatcher takes: "),
+        ({"spool": {"paht": "x.db"}}, "spool.paht", "(spool takes: path)"),
+        ({"outbox": {"urll": "postgresql://x"}}, "outbox.urll", "(outbox takes: "),
+        ({"listners": []}, "listners", "(configs take: "),
+        (
+            {"listeners": [{"kind": "recording", "event_name": "e", "retry": {"tries": 2}}]},
+            "listeners[0].retry.tries",
+            "(retry takes: ",
+        ),
+    ],
+)
+def test_an_unknown_option_names_the_section_that_refused_it(config, path, takes):
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(config_file=config)
+    assert info.value.path == path
+    assert takes in info.value.message
+
+
+def test_the_unquoted_template_warning_names_the_file_and_the_listener(tmp_path, caplog):
+    path = tmp_path / "events.yaml"
+    path.write_text(
+        "listeners:\n"
+        "- {kind: recording, event_name: a}\n"
+        "- kind: templated\n  event_name: b\n  data:\n    n: {event_name}\n"
+    )
+    with caplog.at_level("WARNING", logger="eventisc"):
+        eventisc.create_app(config_file=str(path)).close()
+    [record] = [r for r in caplog.records if "unquoted YAML" in r.getMessage()]
+    assert record.getMessage().startswith(f"{path}: listeners[1].data.n: the unquoted YAML")
+
+
+def test_a_relative_config_file_not_found_names_the_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=rf"config file not found \(looked for in {tmp_path}\)"):
+        eventisc.create_app(config_file="missing.yaml")
+
+
+def test_an_unknown_kind_without_a_lookalike_reads_as_a_sentence():
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(listeners=[{"kind": "zzzzzz", "event_name": "e"}])
+    assert info.value.message.startswith("unknown listener kind 'zzzzzz'. Known kinds: ")
+
+
+def test_every_listener_delivery_mistake_is_reported_and_an_app_option_once():
+    listeners = [
+        {"kind": "recording", "event_name": "a", "ordering_key": "{event_name}"},
+        {"kind": "recording", "event_name": "b"},
+        {"kind": "recording", "event_name": "c", "ordering_key": "{event_name}"},
+    ]
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(listeners=listeners)
+    assert [e.path for e in info.value.errors] == [
+        "listeners[0].ordering_key",
+        "listeners[2].ordering_key",
+    ]
+    with pytest.raises(ConfigError) as info:
+        eventisc.create_app(listeners=listeners[1:2] * 3, durable=True)
+    assert [e.path for e in info.value.errors] == ["durable"]

@@ -213,3 +213,16 @@ def test_results_hold_what_the_layers_pass_on():
     assert Failure(error).status == "failed" and Failure(error, "spooled").status == "spooled"
     assert Sent(False).detail is False
     assert "RetryAfter(1.5)" == repr(RetryAfter(1.5))
+
+
+def test_the_log_says_where_a_notification_given_up_on_went():
+    from eventisc.delivery.recording import fate
+    from eventisc.errors import OutboxError
+
+    listener = Scripted()
+    kept = Delivery(listener, notification(), spool_id=3)
+    assert fate(kept, ConnectError("refused")) == "dead in the spool as #3"
+    assert fate(Delivery(listener, notification()), ConnectError("refused")) == "dropped"
+    assert fate(None, RuntimeError("a bug")) == "dropped"
+    # An outbox that could not be written: the caller's transaction got the error itself.
+    assert fate(Delivery(listener, notification()), OutboxError("no table")) is None

@@ -16,8 +16,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "eventisc"
 #: The layers, lowest first. A module may import modules of its own layer or lower ones.
 LAYERS: list[tuple[str, ...]] = [
     # values, errors and small helpers with no eventisc dependency above them
-    ("errors", "_version", "_fork", "masking", "notification", "encoding", "logs", "settings",
-     "environ", "registry", "_owners", "_spool_codec", "webhooks"),
+    ("secret_values", "errors", "_version", "_fork", "masking", "notification", "encoding", "logs",
+     "settings", "environ", "registry", "_owners", "_spool_codec", "webhooks", "cloudevents"),
     ("sandbox", "template", "schema"),
     ("filters",),
     ("listeners.base", "listeners"),
@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
      "outbox.writer", "outbox.admin"),
     ("delivery.*", "delivery"),
     ("routing",),
-    ("observe", "prometheus", "outbox.*"),
+    ("observe", "multiproc", "prometheus", "metrics_server", "outbox.*"),
     ("app",),
     ("testing", "pytest_plugin", "spool_cli", "outbox_cli", "demo", "cli", "__init__",
      "__main__"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -213,25 +213,25 @@ def test_atrigger_keeps_the_event_loop_ticking_while_a_slow_receiver_blocks(rece
     assert ticks > 30
 
 
-def test_serve_metrics_command(tmp_path, receiver):
-    path = tmp_path / "c.yaml"
-    path.write_text(
-        f"listeners:\n- {{kind: http, name: hook, event_name: e, url: '{receiver.url}'}}\n"
+def test_every_gauge_has_a_multiprocess_mode():
+    from eventisc import prometheus
+
+    gauges = {metric for metric, _ in prometheus._GAUGES.values()}
+    gauges |= {metric for metric, _ in prometheus._OUTBOX_GAUGES.values()}
+    gauges |= {"eventisc_listener_disabled", "eventisc_circuit_open", "eventisc_outbox_readable"}
+    assert set(prometheus.GAUGE_MODES) == gauges
+    assert set(prometheus.GAUGE_MODES.values()) <= {"livesum", "livemax", "livemin"}
+
+
+def test_triggering_without_prometheus_imports_nothing_of_it(receiver):
+    # The hot path pays nothing for the export when prometheus_client is not used.
+    code = (
+        "import sys, eventisc\n"
+        f"eventisc.init_default_app(listeners=[{{'kind': 'http', 'event_name': 'e', "
+        f"'url': {receiver.url!r}}}])\n"
+        "assert eventisc.trigger('e') == 1\n"
+        "assert 'prometheus_client' not in sys.modules, 'prometheus_client was imported'\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "eventisc", "serve-metrics", str(path), "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        assert "serving eventisc metrics on http://127.0.0.1:" in line
-        url = line.split(" on ", 1)[1].strip()
-        text = urllib.request.urlopen(url, timeout=10).read().decode()
-        assert (
-            'eventisc_deliveries_total{app="eventisc",listener="hook",outcome="delivered"} 0.0'
-            in text
-        )
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -93,3 +93,23 @@ def test_modules_are_read_only_views():
     assert fn({"event_data": '{"a": 2}'}) == 2
     assert compile_expression("math.sqrt(16)", NAMES)({}) == 4.0
     assert compile_expression("datetime.date(2024, 1, 2).isoformat()", NAMES)({}) == "2024-01-02"
+
+
+@pytest.mark.parametrize("expr", ["event_data._secret", "event_data.user.__class__"])
+def test_private_names_are_refused_on_mappings_too(expr):
+    # A key starting with `_` is not reachable as an attribute, even though mappings fall
+    # back to their keys; brackets (`event_data['_secret']`) read it as data.
+    with pytest.raises(ConfigError, match="names starting with `_` are private"):
+        compile_expression(expr, NAMES)
+    data = {"_secret": 1, "user": {}}
+    assert compile_expression("event_data['_secret']", NAMES)({"event_data": data}) == 1
+
+
+def test_blocked_attributes_are_refused_on_mappings_too():
+    with pytest.raises(ConfigError, match="`.format` is not allowed"):
+        compile_expression("event_data.format", NAMES)
+
+
+def test_a_key_read_as_an_attribute_in_a_filter():
+    fn = compile_expression("event_data.order.total > 10", NAMES)
+    assert fn({"event_data": {"order": {"total": 12}}}) is True

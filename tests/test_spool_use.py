@@ -281,3 +281,27 @@ def test_an_app_starting_during_a_replay_leaves_the_replayed_entries_alone(
     assert "replayed 3: 3 delivered, 0 kept" in out
     assert sent(receiver) == [0, 1, 2]
     assert Spool(path).count() == 0
+
+
+# -- output closed early -------------------------------------------------------------------------
+
+
+@posix_only
+def test_a_listing_cut_short_by_a_closed_pipe_ends_quietly(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # Given more entries than a pipe holds (`eventisc spool list CONFIG | head -2`),
+    config, _ = write_config(tmp_path, receiver.url)
+    spooled(config, 2000, error="x" * 100)
+    command = [sys.executable, "-m", "eventisc", "spool", "list", config]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as listing:
+        assert listing.stdout is not None and listing.stderr is not None
+        # when the reader stops after two lines,
+        head = [listing.stdout.readline() for _ in range(2)]
+        listing.stdout.close()
+        errors = listing.stderr.read().decode()
+        status = listing.wait(30)
+    # the command stops without a traceback, as other commands stopped by a pipe do.
+    assert head[0].startswith(str(tmp_path).encode()) and b"2000 notification(s)" in head[0]
+    assert errors == ""
+    assert status == 141

@@ -276,3 +276,45 @@ def test_a_scheme_less_url_template_error_masks_the_password():
     with pytest.raises(ConfigError) as info:
         compile_template("u:secret@127.0.0.1?x={", path="url")
     assert "secret" not in str(info.value) and "u:***@127.0.0.1" in str(info.value)
+
+
+# -- attributes of mappings: `data.user` reads `data["user"]` -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "user",
+    [User(7, "ada@example.com"), {"id": 7, "email": "ada@example.com"}],
+    ids=["object", "json"],
+)
+def test_the_readme_example_works_with_an_object_and_with_json_data(user):
+    # Given the README's template and the user as an object or as decoded JSON...
+    t = compile_template(
+        {"user_id": "{event_data['user'].id}", "email": "{event_data['user'].email}"}
+    )
+    # ... it renders the same.
+    rendered = t.render({"event_name": "e", "event_data": {"user": user}})
+    assert rendered == {"user_id": 7, "email": "ada@example.com"}
+
+
+def test_a_chain_of_attributes_reads_nested_mappings():
+    data = {"user": {"address": {"city": "Oslo"}}}
+    assert render("{event_data.user.address.city}", ctx={"event_data": data}) == "Oslo"
+    assert render("to {event_data[user].address.city}", ctx={"event_data": data}) == "to Oslo"
+
+
+def test_a_mapping_attribute_wins_over_a_key_of_the_same_name():
+    data = {"items": [1, 2], "get": "key"}
+    assert render("{event_data.items()}", ctx={"event_data": data}) == data.items()
+    assert render("{event_data['items']}", ctx={"event_data": data}) == [1, 2]
+
+
+def test_a_name_found_neither_as_attribute_nor_as_key_says_both_were_tried():
+    t = compile_template({"city": "{event_data.user.address.city}"}, path="data")
+    with pytest.raises(TemplateError) as info:
+        t.render({"event_name": "e", "event_data": {"user": {"name": "Ada"}}})
+    message = str(info.value)
+    assert "dict has neither an attribute `.address` nor a key 'address'" in message
+    assert "(at data.city)" in message
+    # An object is not a mapping: only its attributes are looked up.
+    with pytest.raises(TemplateError, match="AttributeError: 'User' object has no attribute"):
+        t.render({"event_name": "e", "event_data": {"user": User(7, "a@example.com")}})

@@ -263,6 +263,7 @@ def test_assert_triggered_takes_full_or_prefixless_names_and_a_data_subset(shop_
     shop_events.assert_triggered("user_created", id=7)
     shop_events.assert_triggered("user_created", id=7, email=ANY)
     shop_events.assert_triggered("user_created", name="Ann")  # `name` is a data key too
+    shop_events.require_listener = False  # no listener hears `ping`
     shop_events.assert_triggered("ping")
     assert shop_events.find("user_created", id=8) == []
     with pytest.raises(AssertionError):
@@ -613,3 +614,98 @@ def test_plugin_fixtures_from_the_entry_point(project, receiver):
     assert entry_point is not None and entry_point.value == "eventisc.pytest_plugin"
     result = project.runpytest_subprocess("-v", timeout=120)
     check_project_run(result, receiver)
+
+
+# -- a service that builds the default app at import, before the test sets its config ---------
+
+SERVICE = """
+import eventisc
+
+APP = eventisc.get_current_app()  # at import, as a service checking its config does
+
+
+def signup(email):
+    eventisc.trigger("user_created", {"email": email})
+
+
+def audit():
+    APP.trigger("audited")
+"""
+
+SERVICE_TESTS = """
+import pytest
+
+import eventisc
+import shop_service
+
+
+@pytest.fixture
+def events_config(monkeypatch):
+    monkeypatch.setenv("EVENTISC_CONFIG", "events.yaml")
+
+
+def test_the_app_of_the_test_config_is_captured(events_config, eventisc_capture):
+    shop_service.signup("ann@example.com")
+    eventisc_capture.assert_triggered("user_created", email="ann@example.com")
+    [request] = eventisc_capture.for_listener("crm-webhook")
+    assert request.payload["url"] == "http://127.0.0.1:9/users"
+    assert eventisc_capture.app is eventisc.default_app
+
+
+def test_an_event_no_listener_hears_fails(eventisc_capture):
+    shop_service.signup("bob@example.com")
+    eventisc_capture.assert_triggered("user_created")
+
+
+def test_an_app_kept_from_before_is_captured_too(events_config, eventisc_capture):
+    shop_service.audit()
+    assert len(eventisc_capture) == 0
+
+
+def test_unless_asked_not_to(eventisc_capture):
+    shop_service.signup("bob@example.com")
+    eventisc_capture.require_listener = False
+    eventisc_capture.assert_triggered("user_created")
+"""
+
+
+def test_the_fixture_captures_the_app_of_the_config_the_test_set(pytester):
+    # Given a service module that builds the default app at import, with no config yet,
+    pytester.makepyfile(shop_service=SERVICE, test_service=SERVICE_TESTS)
+    (pytester.path / "events.yaml").write_text(
+        "listeners:\n- kind: http\n  name: crm-webhook\n  event_name: user_created\n"
+        "  url: http://127.0.0.1:9/users\n"
+    )
+    # when a test sets EVENTISC_CONFIG afterwards and uses the fixture,
+    result = pytester.runpytest_subprocess(
+        "-p", "no:eventisc", "-p", "eventisc.pytest_plugin", "-v", timeout=120
+    )
+    # then the app of that config is captured, and without a config the assertion says why.
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*test_an_event_no_listener_hears_fails FAILED*"])
+    result.stdout.fnmatch_lines(
+        ["*UserWarning: 1 event(s) (audited) were triggered on the default app built before*"]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "E * 'user_created' was triggered but no listener hears it; the app's listeners: none",
+            "E * the app was built without a config: was EVENTISC_CONFIG set before the app "
+            "was built?",
+        ]
+    )
+
+
+def test_assert_triggered_names_the_listeners_when_none_hears_the_event(receiver):
+    app = eventisc.create_app("shop.", [http(receiver)])
+    with capture(app) as events:
+        app.trigger("user_craeted", {"id": 7})
+    with pytest.raises(AssertionError) as info:
+        events.assert_triggered("user_craeted", id=7)
+    assert str(info.value).splitlines()[:2] == [
+        "'user_craeted' was triggered but no listener hears it; the app's listeners: "
+        "crm (event shop.user_created)",
+        "listeners match the full name, 'shop.user_craeted' (did you mean 'shop.user_created'?); "
+        "the app's config: none (built from Python)",
+    ]
+    events.require_listener = False
+    assert events.assert_triggered("user_craeted", id=7) is events[0]

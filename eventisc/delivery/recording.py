@@ -3,9 +3,13 @@
 Every way a notification can end goes through a route's :class:`Recorder`: delivered or
 declined by the listener, given up on (failed, spooled), refused by a full queue (dropped,
 spooled), failed before any attempt (its filter or template), left at shutdown. A final failure
-is logged at ERROR with its traceback, never silently; then the local variables of the frames
-its traceback holds are released (:func:`release_frames`), so a failed delivery that is kept
-(a report, a dead letter) does not keep the drivers' sockets and buffers alive.
+is logged, never silently, in one record saying where the notification went (:func:`fate`):
+WARNING when it is kept (dead in the spool or the outbox), ERROR when it is dropped. The
+traceback comes with it only for an unexpected error, or when DEBUG is on: a
+:class:`~eventisc.errors.DeliveryError` (an HTTP status, a timeout, a refused connection)
+says all there is to say in its message. Then the local variables of the frames its traceback
+holds are released (:func:`release_frames`), so a failed delivery that is kept (a report, a
+dead letter) does not keep the drivers' sockets and buffers alive.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from ..errors import DeliveryError, OutboxError
 from ..logs import log_extra
 from ..report import Delivery
 from .outcomes import FINAL, Failure, Sent
@@ -26,7 +31,15 @@ if TYPE_CHECKING:
     from ..metrics import ListenerMetrics
     from ..notification import Notification
 
-__all__ = ["HOOK_EVENTS", "Hooks", "RecordLayer", "Recorder", "log_failure", "release_frames"]
+__all__ = [
+    "HOOK_EVENTS",
+    "Hooks",
+    "RecordLayer",
+    "Recorder",
+    "fate",
+    "log_failure",
+    "release_frames",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +68,30 @@ def release_frames(error: BaseException) -> None:
         todo += (exc.__cause__, exc.__context__)
 
 
+def fate(delivery: Delivery | None, error: BaseException) -> str | None:
+    """Where a notification given up on went, as the log says it: ``dead in the spool as
+    #12``, ``dead in the outbox as row 34``, ``dropped``; None when ``error`` says it itself
+    (the outbox could not be written: the caller's transaction got the error)."""
+    if delivery is not None and delivery.spool_id is not None:
+        return f"dead in the spool as #{delivery.spool_id}"
+    row = getattr(delivery, "row", None)  # a relay's delivery: its row is dead now
+    if row is not None:
+        return f"dead in the outbox as row {row.seq}"
+    if isinstance(error, OutboxError):
+        return None
+    return "dropped"
+
+
+def _reason(listener: Listener, exc: BaseException) -> str:
+    """``ConnectError: cannot connect ...``: the error without the listener's name, which the
+    record already starts with."""
+    text = str(exc)
+    for start in (f"listener {listener.name!r}: ", f"listener {listener.name!r}, "):
+        if text.startswith(start):
+            text = text[len(start) :]
+    return f"{type(exc).__name__}: {text}"
+
+
 def log_failure(
     listener: Listener,
     event_name: str,
@@ -62,16 +99,23 @@ def log_failure(
     attempts: int = 1,
     outcome: str = "failed",
     latency: float | None = None,
+    where: str | None = "dropped",
 ) -> None:
-    """Log a listener's final failure with its traceback (never silent)."""
+    """Log a listener's final failure in one record (never silent): WARNING when the
+    notification is kept somewhere (``where``: see :func:`fate`), else ERROR; with the
+    traceback only for an unexpected error (not a DeliveryError) or at DEBUG."""
     name_listener(exc, listener)
-    logger.error(
-        "listener %r failed for event %r%s: %s",
+    kept = where is not None and where != "dropped"
+    traceback_too = not isinstance(exc, DeliveryError) or logger.isEnabledFor(logging.DEBUG)
+    logger.log(
+        logging.WARNING if kept else logging.ERROR,
+        "listener %r failed for event %r%s: %s%s",
         listener.name,
         event_name,
         f" after {attempts} attempts" if attempts > 1 else "",
-        exc,
-        exc_info=exc,
+        _reason(listener, exc),
+        f"; {where}" if where else "",
+        exc_info=exc if traceback_too else None,
         extra=log_extra(event_name, listener.name, attempts, outcome, latency),
     )
 
@@ -135,11 +179,13 @@ class Recorder:
     def give_up(
         self, delivery: Delivery, error: BaseException, status: str = "failed"
     ) -> BaseException:
-        """A final failure: logged at ERROR with its traceback, then recorded; returns it."""
+        """A final failure: logged (saying where the notification went), then recorded;
+        returns it."""
         notification = delivery.notification
         event_name = notification.event_name if notification is not None else "?"
         latency = monotonic() - delivery.created
-        log_failure(self.listener, event_name, error, delivery.attempts, status, latency)
+        where = fate(delivery, error)
+        log_failure(self.listener, event_name, error, delivery.attempts, status, latency, where)
         self.finish(delivery, status, error)
         return error
 
@@ -154,7 +200,10 @@ class Recorder:
         """A failure before the send step kept a delivery of its own: the filter, the template,
         or a direct attempt. Returns ``error``."""
         attempts = 1 if notification is not None else 0
-        log_failure(self.listener, event_name, error, attempts, latency=monotonic() - start)
+        latency = monotonic() - start
+        log_failure(
+            self.listener, event_name, error, attempts, latency=latency, where=fate(None, error)
+        )
         delivery = Delivery(self.listener, notification)
         delivery.attempts = attempts
         if sink is not None:

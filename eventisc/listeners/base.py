@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
+from ..encoding import BUILTIN as BUILTIN_JSON
+from ..encoding import JSONEncoding
 from ..errors import ConfigError
 from ..filters import Filter
 from ..logs import log_extra
@@ -20,6 +22,8 @@ from ..masking import mask_payload, mask_url
 from ..notification import Notification
 from ..registry import Registry
 from ..schema import validate
+from ..secret_values import MIN_FIELD_LENGTH
+from ..secret_values import register as register_secret
 from ..settings import DELIVERY_MODES, RETRY_SCHEMA, RetryPolicy, check_mode, env_flag
 from ..template import BASE_NAMES, Template, TemplateCache, compile_template
 
@@ -123,6 +127,13 @@ LISTENER_PROPERTIES: dict[str, Any] = {
         "the rows after it of its key until it is replayed or purged (`block`), or they go on "
         "without it (`skip`).",
     },
+    "json_default": {
+        "type": "string",
+        "description": 'A function, `"package.module:function"`, called for each object its '
+        "JSON bodies and task arguments hold that JSON cannot (like the `default` of "
+        "`json.dumps`), "
+        "before the built-in conversions. Default: the app's `json_default`.",
+    },
 }
 
 
@@ -154,6 +165,8 @@ class Listener:
     ordering_key: str | None = None
     on_dead: str = "block"
     _ordering: Template | None = None
+    #: How this listener writes JSON (its own ``json_default``, else the app's).
+    json_encoding: JSONEncoding = BUILTIN_JSON
     #: Whether a ``410 Gone`` answer disables the listener (the http kind's option).
     disable_on_gone: bool = False
     #: Why the listener is disabled (its receiver answered 410 Gone), or None: it is enabled.
@@ -181,7 +194,10 @@ class Listener:
         priority: int = 0,
         ordering_key: str | None = None,
         on_dead: str | None = None,
+        json_default: str | Callable[[Any], Any] | None = None,
     ):
+        if json_default is not None:
+            self.json_encoding = JSONEncoding(json_default)
         if isinstance(event_name, re.Pattern):  # event-isc passes a compiled regex here
             event_name, event_name_regex = None, event_name
         if (event_name is None) == (event_name_regex is None):
@@ -438,6 +454,16 @@ class Listener:
         return self.deliver(notification) is not False
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    def register_secrets(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+        """Know each ``(field, value)`` as a secret of this listener (``<name>:<field>``):
+        hidden from everything shown, left out of stored rows and put back at delivery (see
+        :mod:`eventisc.secret_values`). Kinds call it with their credential fields; the app
+        calls it again, without fields, once the listener has its final name."""
+        known = self.__dict__.setdefault("_secret_fields", [])
+        known.extend(fields)
+        for field, value in known:
+            register_secret(f"{self.name}:{field}", value, MIN_FIELD_LENGTH)
 
     def describe(self) -> str:
         """A one-line summary of where this listener sends (for ``eventisc check``)."""

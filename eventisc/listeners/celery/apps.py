@@ -1,4 +1,5 @@
-"""eventisc's own Celery apps, and the settings that keep a publish from blocking forever.
+"""The Celery apps a listener sends through: eventisc's own, or the host's named by
+``celery_app`` (:func:`import_app`); and the settings that keep a publish from blocking forever.
 
 Celery's publish can block forever when the broker is down or a pooled connection went dead
 (celery/celery#4296, #4627, #6911). Every publish carries a bounded retry policy derived from
@@ -9,6 +10,7 @@ its own settings.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from typing import Any
@@ -17,8 +19,9 @@ from urllib.parse import urlsplit
 import celery
 
 from ..._fork import register
+from ...errors import ConfigError
 
-__all__ = ["app_config", "own_apps", "publish_options"]
+__all__ = ["app_config", "import_app", "own_apps", "publish_options"]
 
 _AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "pyamqps"})
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
@@ -79,6 +82,33 @@ def app_config(url: str, timeout: float) -> dict[str, Any]:
         "task_publish_retry": True,
         "task_publish_retry_policy": policy,
     }
+
+
+def import_app(spec: str, path: str = "celery_app") -> celery.Celery:
+    """The Celery app ``spec`` names, ``module:attribute`` (``proj.celery:app``), imported
+    now; a ConfigError at ``path`` when it cannot be imported or is no Celery app."""
+    module_name, colon, attribute = spec.partition(":")
+    if not (module_name and colon and attribute):
+        raise ConfigError(f"{spec!r} is not MODULE:ATTRIBUTE, as in `proj.celery:app`", path)
+    try:
+        found: Any = importlib.import_module(module_name)
+        for name in attribute.split("."):
+            found = getattr(found, name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cannot import {module_name!r} for {spec!r}: {exc} (the current directory and "
+            "PYTHONPATH are searched)",
+            path,
+        ) from exc
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no {attribute!r} ({spec!r})", path) from None
+    except Exception as exc:  # the module itself failed: its settings, an import it makes
+        raise ConfigError(
+            f"importing {module_name!r} for {spec!r} failed: {type(exc).__name__}: {exc}", path
+        ) from exc
+    if not isinstance(found, celery.Celery):
+        raise ConfigError(f"{spec!r} is not a Celery app but {found!r:.80}", path)
+    return found
 
 
 class _OwnCelery(celery.Celery):

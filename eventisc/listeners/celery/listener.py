@@ -1,10 +1,12 @@
 """The ``celery`` kind's listener: its options, the task it renders for an event, and the
 delivery of that task with ``app.send_task`` (no task code needed).
 
-Without ``broker_url`` the task goes through ``celery.current_app`` (the host application's
-Celery app, looked up at each delivery, as event-isc does). With ``broker_url`` eventisc uses its
-own Celery app for that broker: one per broker URL and timeout in a process, shared by the
-listeners, recreated in a child process after ``fork()``, closed when its last listener closes.
+With ``broker_url`` eventisc uses its own Celery app for that broker: one per broker URL and
+timeout in a process, shared by the listeners, recreated in a child process after ``fork()``,
+closed when its last listener closes. Else with ``celery_app`` (``proj.celery:app``, the
+listener's or the config's) the task goes through that app, imported when the listener is
+built. Else through ``celery.current_app`` (the host application's Celery app, looked up at
+each delivery, as event-isc does).
 
 Celery's publish can block forever when the broker is down or a pooled connection went dead
 (celery/celery#4296, #4627, #6911): see :mod:`.apps` for how each publish is bounded.
@@ -25,7 +27,7 @@ from ...errors import ConfigError, TemplateError
 from ...notification import Notification
 from ...settings import seconds_option
 from ..base import FilterLike, Listener, mask_url
-from .apps import own_apps, publish_options
+from .apps import import_app, own_apps, publish_options
 from .errors import translate_error
 from .options import (
     CELERY_SCHEMA,
@@ -64,6 +66,7 @@ class CeleryListener(Listener):
         *,
         send_task_kwargs: Mapping[str, Any] | None = None,
         broker_url: str | None = None,
+        celery_app: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         **common: Any,
     ):
@@ -93,6 +96,14 @@ class CeleryListener(Listener):
         self.send_task_kwargs = send_task_options(send_task_kwargs, send_task_kargs)
         self.timeout = seconds_option(timeout, "timeout")
         self.broker_url = check_broker_url(broker_url) if broker_url else None
+        if celery_app is not None and self.broker_url is not None:
+            raise ConfigError(
+                "give a `broker_url` (eventisc's own app) or a `celery_app` (yours), not both",
+                "celery_app",
+            )
+        #: ``module:attribute`` of the host's Celery app, and that app (None: current_app).
+        self.celery_app_name = celery_app
+        self._host_app = import_app(celery_app) if celery_app is not None else None
         self._publish = publish_options(self.timeout)
         self._lock = threading.Lock()
         self._own_app: celery.Celery | None = None
@@ -122,6 +133,11 @@ class CeleryListener(Listener):
             kwargs = as_kwargs(event_data, "**event_data", "the event data")
         else:
             kwargs = as_kwargs(self._kwargs.render(ctx), self._kwargs.source, "task_kwargs")
+        serializer = self.send_task_kwargs.get("serializer")
+        if serializer in (None, "json"):
+            # What kombu's JSON cannot write is converted here, as for every JSON body; with
+            # the app's serializer (maybe pickle), what nothing converts is left to it.
+            args, kwargs = self.json_encoding.task_arguments(args, kwargs, leave=serializer is None)
         payload = {
             "task_name": task_name,
             "args": args,
@@ -165,7 +181,10 @@ class CeleryListener(Listener):
     # -- apps -------------------------------------------------------------------------------
 
     def celery_app(self) -> celery.Celery:
-        """The Celery app deliveries go through: eventisc's own, else the current app."""
+        """The Celery app deliveries go through: eventisc's own (``broker_url``), else the one
+        ``celery_app`` names, else the current app."""
+        if self._host_app is not None:
+            return self._host_app
         if self.broker_url is None:
             app = celery.current_app._get_current_object()
             if id(app) not in _checked:  # reading app.conf costs more than the rest here
@@ -173,9 +192,11 @@ class CeleryListener(Listener):
                 if not app.conf.broker_url:
                     logger.warning(
                         "listener %r sends through celery.current_app %r, which has no "
-                        "broker_url: Celery's fallback app in a thread where no app was made "
-                        "current? Call set_default() on your Celery app, or give the listener a "
-                        "broker_url.",
+                        "broker_url: Celery's fallback app, as no app was made current here. "
+                        "Name your app with `celery_app: proj.celery:app` in the config (or "
+                        "`--celery-app proj.celery:app` on the command line), set "
+                        "CELERY_BROKER_URL, call set_default() on your Celery app, or give the "
+                        "listener a broker_url.",
                         self.name,
                         app.main,
                     )
@@ -202,7 +223,10 @@ class CeleryListener(Listener):
     def describe(self) -> str:
         """``task foo -> queue bar (amqp://guest:***@host:5672//)`` or ``... (current_app)``."""
         queue = f"queue {self._queue.source}" if self._queue is not None else "default queue"
-        where = "current_app" if self.broker_url is None else mask_url(self.broker_url)
+        if self.broker_url is not None:
+            where = mask_url(self.broker_url)
+        else:
+            where = self.celery_app_name or "current_app"
         return f"task {self._task_name.source} -> {queue} ({where})"
 
     def _where(self, app: celery.Celery | None, queue: str | None) -> str:

@@ -12,6 +12,7 @@ from ...masking import mask_url
 
 __all__ = [
     "BROKER_SCHEMES",
+    "CELERY_APP_SCHEMA",
     "check_broker_url",
     "CELERY_SCHEMA",
     "CONTROLLED_OPTIONS",
@@ -98,6 +99,18 @@ _SEND_TASK_KWARGS_SCHEMA: dict[str, Any] = {
 }
 
 
+#: JSON Schema of a listener's ``celery_app`` (the config's top-level one is its default).
+CELERY_APP_SCHEMA: dict[str, Any] = {
+    "type": ["string", "null"],
+    "minLength": 1,
+    "description": (
+        "Your Celery app, as `module:attribute` (`proj.celery:app`), imported when the config "
+        "is loaded (the current directory and `PYTHONPATH` are searched): tasks go through "
+        "it, to its broker, with its settings. Not with `broker_url`. Default: the config's "
+        "top-level `celery_app`, else `celery.current_app` (see Which Celery app, below)."
+    ),
+}
+
 #: JSON Schema of the celery kind's own options.
 CELERY_SCHEMA: dict[str, Any] = {
     "properties": {
@@ -144,10 +157,12 @@ CELERY_SCHEMA: dict[str, Any] = {
                 "this listener: one per broker URL and timeout in a process, shared by "
                 "listeners, recreated in a child after `fork()`, closed with its last listener; "
                 "every wait of a publish is bounded. `CELERY_BROKER_URL` does not override it. "
-                "Without it, tasks go through your application's Celery app, looked up at each "
-                "delivery (as in event-isc). Default: `celery.current_app`."
+                "Without it, tasks go through your application's Celery app: `celery_app`, else "
+                "the current app looked up at each delivery (as in event-isc). Default: "
+                "`celery_app`, else `celery.current_app`."
             ),
         },
+        "celery_app": CELERY_APP_SCHEMA,
         "timeout": {
             "type": "number",
             "exclusiveMinimum": 0,

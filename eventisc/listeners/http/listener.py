@@ -18,10 +18,18 @@ from typing import Any
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from ...encoding import encode
+from ...cloudevents import (
+    JSON_DATA_TYPE,
+    PAYLOAD_KEY,
+    STRUCTURED_TYPE,
+    CloudEvents,
+    http_headers,
+    is_json_type,
+    structured,
+)
 from ...errors import ConfigError, DeliveryError, DeliveryTimeout, TemplateError
 from ...masking import MASK
-from ...notification import Notification
+from ...notification import Notification, new_id
 from ...template import has_fields
 from ...webhooks import SIGNATURE_HEADER, Signer
 from ..base import FilterLike, Listener, mask_url
@@ -49,6 +57,7 @@ from .options import (
     take_alias,
 )
 from .redirects import REDIRECTS, SAFE_METHODS, follow, followed_statuses
+from .secrets import secret_fields
 from .session import Request, SessionHolder, attempt_over, drain, start_attempt
 
 __all__ = ["HttpListener"]
@@ -57,6 +66,8 @@ logger = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
 FORM_TYPE = "application/x-www-form-urlencoded"
+#: The Content-Type of a structured CloudEvent.
+CLOUDEVENT_TYPE = f"{STRUCTURED_TYPE}; charset=utf-8"
 
 
 class HttpListener(Listener):
@@ -91,6 +102,10 @@ class HttpListener(Listener):
         signing: Mapping[str, Any] | None = None,
         disable_on_gone: bool = True,
         allow_hosts: list[str] | None = None,
+        format: str | None = None,
+        cloudevents_mode: str | None = None,
+        source: str | None = None,
+        subject: Any = None,
         **common: Any,
     ):
         super().__init__(event_name, filter, **common)
@@ -138,6 +153,11 @@ class HttpListener(Listener):
         #: Signs each attempt (``webhook-*`` headers); None: requests are not signed.
         self._signer: Signer | None = (
             Signer.from_option(signing, "signing") if signing is not None else None
+        )
+        self.register_secrets(secret_fields(url, headers, requests_kwargs, signing))
+        #: The CloudEvents settings (``format: cloudevents``); None: plain requests.
+        self.cloudevents: CloudEvents | None = CloudEvents.from_options(
+            format, cloudevents_mode, source, subject, self.template
         )
 
     def _set_sending_options(
@@ -202,7 +222,8 @@ class HttpListener(Listener):
     # -- render (pure) ------------------------------------------------------------------------
 
     def render(self, event_name: str, event_data: Any) -> Notification:
-        """Render the request: method, url (query included), headers and the encoded body.
+        """Render the request: method, url (query included), headers and the encoded body;
+        with ``format: cloudevents``, as a CloudEvent (:mod:`eventisc.cloudevents`).
 
         Raises :class:`TemplateError` when a template fails or a value cannot be encoded.
         """
@@ -213,7 +234,7 @@ class HttpListener(Listener):
         if self._data is not None:
             value = self._data.render(ctx)
             if self.request_format == "json":
-                body = encode(value, "the body (data)")
+                body = self.json_encoding.encode(value, "the body (data)")
                 headers["Content-Type"] = JSON_TYPE
             else:
                 body = form_encode(value, "data")
@@ -222,7 +243,35 @@ class HttpListener(Listener):
             for name, value in self._headers.render(ctx).items():
                 set_header(headers, name, value)
         payload = {"method": self.method, "url": url, "headers": headers, "body": body}
+        if self.cloudevents is not None:
+            return self._cloudevent(self.cloudevents, event_name, ctx, payload)
         return Notification(self.name, self.kind, event_name, payload)
+
+    def _cloudevent(
+        self, settings: CloudEvents, event_name: str, ctx: dict[str, Any], payload: dict[str, Any]
+    ) -> Notification:
+        """The request as a CloudEvent, its attributes kept in the payload (``cloudevent``):
+        in ``ce-*`` headers with the body as data (binary), or as the JSON body (structured).
+        """
+        headers, body = payload["headers"], payload["body"]
+        datacontenttype = None
+        if body is not None:
+            name = next((k for k in headers if k.lower() == "content-type"), None)
+            datacontenttype = headers.pop(name) if name is not None else None
+            if datacontenttype == JSON_TYPE:
+                datacontenttype = JSON_DATA_TYPE  # JSON is UTF-8 by definition
+        notification_id = new_id()
+        attributes = settings.attributes(notification_id, event_name, ctx, datacontenttype)
+        if settings.mode == "binary":
+            if datacontenttype:
+                headers["Content-Type"] = datacontenttype
+            headers.update(http_headers(attributes))
+        else:
+            json_data = self.request_format == "json" and is_json_type(datacontenttype)
+            payload["body"] = structured(attributes, body, json_data)
+            headers["Content-Type"] = CLOUDEVENT_TYPE
+        payload[PAYLOAD_KEY] = attributes
+        return Notification(self.name, self.kind, event_name, payload, notification_id)
 
     def _render_url(self, ctx: dict[str, Any]) -> str:
         query = ""

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from ...cloudevents import CLOUDEVENTS_PROPERTIES
 from ...errors import ConfigError, TemplateError
 from ...settings import count_option, seconds_option
 from ...template import has_fields, split_fields
@@ -246,6 +247,7 @@ HTTP_SCHEMA: dict[str, Any] = {
             "`10.0.0.0/8`). A host written in the url is trusted and not checked. See "
             "[Hosts from event data](#hosts-from-event-data).",
         },
+        **CLOUDEVENTS_PROPERTIES,
         "requests_kwargs": {
             **_MAPPING,
             "description": "Passed to requests: " + ", ".join(f"`{k}`" for k in PASSED) + "; "

@@ -20,9 +20,18 @@ from typing import Any
 
 import pika
 
-from ...encoding import check_text, encode
+from ...cloudevents import (
+    PAYLOAD_KEY,
+    STRUCTURED_TYPE,
+    CloudEvents,
+    amqp_headers,
+    is_json_text,
+    is_json_type,
+    structured,
+)
+from ...encoding import check_text
 from ...errors import ConfigError, DeliveryError, StaleConnection, TemplateError
-from ...notification import Notification
+from ...notification import Notification, new_id
 from ...pool import QueuedPool
 from ...settings import count_option, seconds_option
 from ...template import compile_template
@@ -75,6 +84,10 @@ class RabbitListener(Listener):
         max_overflow: int = 10,
         recycle: float | None = None,
         stale: float | None = None,
+        format: str | None = None,
+        cloudevents_mode: str | None = None,
+        source: str | None = None,
+        subject: Any = None,
         **common: Any,
     ):
         super().__init__(event_name, filter, **common)
@@ -94,6 +107,10 @@ class RabbitListener(Listener):
         self._target = self._fixed_target(self.publish_kwargs)
         self._body = None if body is None else self.template(body, "body")
         self._set_properties(properties)
+        #: The CloudEvents settings (``format: cloudevents``); None: plain messages.
+        self.cloudevents: CloudEvents | None = CloudEvents.from_options(
+            format, cloudevents_mode, source, subject, self.template
+        )
         self._pool: QueuedPool[PooledConnection] = QueuedPool(
             self._connect,
             max_size=count_option(max_size, "max_size", 1),
@@ -157,7 +174,8 @@ class RabbitListener(Listener):
     # -- rendering ----------------------------------------------------------------------------
 
     def render(self, event_name: str, event_data: Any) -> Notification:
-        """The message for one event: exchange, routing key, body and properties (no I/O).
+        """The message for one event: exchange, routing key, body and properties (no I/O);
+        with ``format: cloudevents``, as a CloudEvent (:mod:`eventisc.cloudevents`).
 
         Raises TemplateError when a template fails or the body cannot be encoded as JSON.
         Constant properties are shared by every notification: treat the payload as read-only.
@@ -169,14 +187,14 @@ class RabbitListener(Listener):
                 ctx = self._context(event_name, event_data)
                 target = check_target(self._publish.render(ctx))
             if self._body is None:
-                body = encode(event_data, _EVENT_DATA)
+                body = self.json_encoding.encode(event_data, _EVENT_DATA)
             else:
                 ctx = ctx or self._context(event_name, event_data)
                 body = self._body.render(ctx)
                 if isinstance(body, str):
                     check_text(body, "the rendered body")
                 elif not isinstance(body, bytes):
-                    body = encode(body, "the rendered body")
+                    body = self.json_encoding.encode(body, "the rendered body")
             properties = self._static_properties
             if properties is None:
                 ctx = ctx or self._context(event_name, event_data)
@@ -191,7 +209,44 @@ class RabbitListener(Listener):
             "properties": properties,
             "mandatory": self.mandatory,
         }
+        if self.cloudevents is not None:
+            return self._cloudevent(self.cloudevents, event_name, event_data, ctx, payload)
         return Notification(self.name, "rabbit", event_name, payload)
+
+    def _cloudevent(
+        self,
+        settings: CloudEvents,
+        event_name: str,
+        event_data: Any,
+        ctx: dict[str, Any] | None,
+        payload: dict[str, Any],
+    ) -> Notification:
+        """The message as a CloudEvent, its attributes kept in the payload (``cloudevent``):
+        in ``cloudEvents_*`` headers with the body as data (binary), or as the JSON body
+        (structured). ``content_type`` is the data's (binary) or the event format's."""
+        properties, body = payload["properties"], payload["body"]
+        datacontenttype = properties.get("content_type")
+        if settings.subject is not None and ctx is None:
+            ctx = self._context(event_name, event_data)
+        notification_id = new_id()
+        try:
+            attributes = settings.attributes(notification_id, event_name, ctx, datacontenttype)
+        except TemplateError as exc:
+            exc.listener = exc.listener or self.name
+            raise
+        if settings.mode == "binary":
+            headers = {**(properties.get("headers") or {}), **amqp_headers(attributes)}
+            payload["properties"] = {**properties, "headers": headers}
+        else:
+            json_data = (
+                isinstance(body, str)
+                and is_json_type(datacontenttype)
+                and (self._body is None or is_json_text(body))
+            )
+            payload["body"] = structured(attributes, body, json_data)
+            payload["properties"] = {**properties, "content_type": STRUCTURED_TYPE}
+        payload[PAYLOAD_KEY] = attributes
+        return Notification(self.name, "rabbit", event_name, payload, notification_id)
 
     def _context(self, event_name: str, event_data: Any) -> dict[str, Any]:
         return {

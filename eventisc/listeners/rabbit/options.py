@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from ...cloudevents import CLOUDEVENTS_PROPERTIES
 from ...encoding import check_text, find_problem
 from ...errors import ConfigError, TemplateError
 
@@ -256,6 +257,7 @@ RABBIT_SCHEMA: dict[str, Any] = {
             "Do not reuse connections idle longer than this many seconds; set it below the "
             "heartbeat timeout if you run no heartbeat. Unset: never.", **_SECONDS,
         ),
+        **CLOUDEVENTS_PROPERTIES,
     },
     "required": ["url"],
 }  # fmt: skip
