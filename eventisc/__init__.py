@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._fork import on_fork
@@ -81,6 +81,7 @@ __all__ = [
     "get_current_app",
     "heartbeat",
     "init_default_app",
+    "listener",
     "start_heartbeat",
     "start_metrics_server",
     "trigger",
@@ -126,12 +127,13 @@ def _build_app(
     listeners: Iterable[ListenerLike] | None,
     options: dict[str, Any],
 ) -> App:
+    overrides = dict(options)
     if name_prefix is not None:
-        config["name_prefix"] = name_prefix
+        overrides["name_prefix"] = name_prefix
     if listeners is not None:
-        config["listeners"] = listeners
-    config.update(options)
-    return App.from_config(config, source)
+        overrides["listeners"] = listeners
+    config.update(overrides)
+    return App.from_config(config, source, overrides=overrides)
 
 
 #: The default apps built from the environment, with the variables they were built from.
@@ -166,6 +168,7 @@ def _default_app_from(
         config, source = read_config(config_file) if config_file is not None else ({}, None)
         if name_prefix is None and config.get("name_prefix") is None:
             name_prefix = os.environ.get("EVENTISC_NAME_PREFIX", "")
+        listeners = _with_declared(config, listeners)
         app = _build_app(config, source, name_prefix, listeners, options)
     except ConfigError as exc:
         if environ is None or environ[0] is None:
@@ -189,8 +192,26 @@ def init_default_app(
     prefix when neither the argument nor the config sets one. The previous default app, if
     any, is closed.
     """
+    return _install_default(_default_app_from(name_prefix, listeners, config_file, options))
+
+
+def _with_declared(
+    config: dict[str, Any], listeners: Iterable[ListenerLike] | None
+) -> Iterable[ListenerLike] | None:
+    """The listeners of a default app: ``listeners`` (else the config's) and the function
+    listeners declared with :func:`listener` after them."""
+    from .listeners.python import declared_listeners
+
+    declared = declared_listeners()
+    if not declared:
+        return listeners
+    given = listeners if listeners is not None else config.get("listeners") or ()
+    return [*given, *declared]
+
+
+def _install_default(app: App) -> App:
+    """Make ``app`` the default app; the previous one is closed."""
     global default_app
-    app = _default_app_from(name_prefix, listeners, config_file, options)
     with _default_lock:
         previous, default_app = default_app, app
     if previous is not None and previous is not app:
@@ -227,7 +248,7 @@ def check(*, required: bool = True) -> App:
     instead of building an app without listeners (``required=False`` accepts that).
     """
     app = default_app
-    if app is None and required and _environ()[0] is None:
+    if app is None and required and _environ()[0] is None and _build_default is None:
         raise ConfigError(
             "EVENTISC_CONFIG is not set, so the default app would have no listeners: set it "
             "to the config file (or call eventisc.init_default_app(...) before "
@@ -246,8 +267,36 @@ def get_current_app() -> App:
     if app is None:
         # init_default_app takes the lock itself; two threads racing here build two apps
         # and the first one is closed, which is harmless.
-        app = init_default_app()
+        app = _build_default() if _build_default is not None else init_default_app()
     return app
+
+
+#: What builds the default app when there is none, instead of :func:`init_default_app` from
+#: the environment: an integration's own (``eventisc.contrib.django``: from the settings).
+_build_default: Callable[[], App] | None = None
+
+
+def listener(
+    event_name: str | None = None, **options: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: ``@eventisc.listener("user_created")`` makes the function a listener of the
+    default app (kind ``python``, called as ``func(event_name, event_data)``) and returns it
+    unchanged. ``options`` as for :meth:`App.listener`.
+
+    The function is remembered: the default app has it now if it is built already, and every
+    default app built later gets it too. Declare listeners in a module imported at startup.
+    Raises ConfigError for bad options.
+    """
+    from .listeners.python import declare
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        built = declare(func, event_name, options)
+        app = default_app
+        if app is not None:
+            app.add_listener(built)
+        return func
+
+    return decorate
 
 
 def trigger(event_name: str, event_data: Any = None, *, connection: Any = None) -> int:

@@ -7,6 +7,10 @@ value becomes ``{"$secret": [literal, [reference], literal, ...]}`` (see
 is put back when it is read); a user dict that would read back as such a tag is written as
 ``{"$dict": [[key, value], ...]}``. Everything else is written as
 :func:`eventisc.encoding.dumps` writes it (a datetime comes back as its ISO string).
+
+The notification's trace context (``Notification.trace``), when it has one, is kept in the same
+object under the key ``$trace`` (no kind's payload has a key starting with ``$``);
+:func:`pop_trace` takes it back out. Rows written without one read as before.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from .encoding import dumps, find_problem
 from .errors import TemplateError
 from .secret_values import lookup, registered, split
 
-__all__ = ["decode_payload", "encode_payload"]
+__all__ = ["TRACE_KEY", "decode_payload", "encode_payload", "pop_trace"]
+
+#: The key of the stored trace context.
+TRACE_KEY = "$trace"
 
 _TAGS = ("$bytes", "$dict", "$secret")
 _BYTES = (bytes, bytearray, memoryview)
@@ -83,8 +90,27 @@ def _untag(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def encode_payload(payload: dict[str, Any], listener: str | None = None) -> str:
-    """The JSON text stored for ``payload``; raises TemplateError naming ``listener``."""
+def encode_payload(
+    payload: dict[str, Any], listener: str | None = None, trace: dict[str, str] | None = None
+) -> str:
+    """The JSON text stored for ``payload`` (and ``trace``, the notification's trace context);
+    raises TemplateError naming ``listener``."""
+    text = _encode(payload, listener)
+    if not trace:
+        return text
+    head = '{"' + TRACE_KEY + '": ' + json.dumps(trace)
+    return head + ("}" if text[1:].lstrip().startswith("}") else ", " + text[1:])
+
+
+def pop_trace(payload: dict[str, Any]) -> dict[str, str] | None:
+    """Take the stored trace context out of a decoded payload: a dict of strings, else None."""
+    trace = payload.pop(TRACE_KEY, None)
+    if isinstance(trace, dict) and all(isinstance(v, str) for v in trace.values()):
+        return trace
+    return None
+
+
+def _encode(payload: dict[str, Any], listener: str | None) -> str:
     text = None
     # A RabbitMQ body (bytes), or secrets to find, take the walk of _tag.
     if not registered() and not any(isinstance(value, _BYTES) for value in payload.values()):

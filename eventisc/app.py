@@ -14,6 +14,7 @@ import atexit
 import functools
 import logging
 import os
+import sys
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from time import monotonic
@@ -21,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from .cloudevents import CloudEvents, check_source
 from .config import (
+    ConfigSource,
     env_flag,
     in_file_order,
     open_spool,
+    read_config,
     resolve_plan,
     validate_config,
     with_celery_app,
@@ -35,9 +38,11 @@ from .heartbeat import Heartbeat
 from .listeners.base import Listener
 from .metrics import AppMetrics, ListenerMetrics
 from .observe import HOOKS, stats, summary
+from .reloading import RELOADABLE, Retired, remember, unchanged, unreloadable
 from .report import Delivery, Report
 from .routing import Route, Router
 from .settings import (
+    CeleryDeliverySettings,
     DispatcherSettings,
     OutboxSettings,
     Plan,
@@ -45,6 +50,9 @@ from .settings import (
     check_mode,
     seconds_option,
 )
+from .tracing import OTEL_TRACE
+from .tracing import fire as traced_fire
+from .tracing import step as traced_step
 
 if TYPE_CHECKING:
     from .delivery.breaker import CircuitBreaker
@@ -57,9 +65,10 @@ if TYPE_CHECKING:
 __all__ = ["App", "Interceptor", "ListenerLike"]
 
 logger = logging.getLogger(__name__)
+_modules = sys.modules
 
 #: Top-level options that may also be given as objects from Python.
-_OBJECT_OPTIONS = ("retry", "dispatcher", "spool", "outbox", "json_default")
+_OBJECT_OPTIONS = ("retry", "dispatcher", "spool", "outbox", "celery_delivery", "json_default")
 
 #: Values the ``listeners`` argument accepts: config mappings or Listener instances.
 ListenerLike = Listener | Mapping[str, Any]
@@ -101,6 +110,7 @@ class App:
         report_interval: float | None = None,
         source: str | None = None,
         outbox: OutboxSettings | Mapping[str, Any] | str | None = None,
+        celery_delivery: CeleryDeliverySettings | Mapping[str, Any] | None = None,
         json_default: str | Callable[[Any], Any] | None = None,
         config_source: str | None = None,
     ):
@@ -129,15 +139,26 @@ class App:
         self._started = False
         self._routes: list[Route] = []
         self._router = Router(())
+        #: The config the app was built from, and the keys given over the file's (reload).
+        self._config: dict[str, Any] = {}
+        self._overrides: dict[str, Any] = {}
+        self._retired = Retired()
         settings = DispatcherSettings.from_config(dispatcher)
         spool_obj = open_spool(spool)
         if settings.on_full == "spool" and spool_obj is None:
             raise ConfigError("on_full: spool needs a `spool` to write to", "dispatcher.on_full")
         outbox_settings = OutboxSettings.from_config(outbox) if outbox is not None else None
+        celery_settings = (
+            CeleryDeliverySettings.from_config(celery_delivery) if celery_delivery else None
+        )
         built = self._listeners(listeners or ())
         background = delivery == "background" or any(lis.delivery == "background" for lis in built)
         self._deliverer = Deliverer(
-            spool=spool_obj, settings=settings, background=background, outbox=outbox_settings
+            spool=spool_obj,
+            settings=settings,
+            background=background,
+            outbox=outbox_settings,
+            celery=celery_settings,
         )
         self._routes = self._routes_of(built)
         self._router = Router(self._routes)
@@ -152,17 +173,25 @@ class App:
                 self._deliverer.recover((route.wiring, route.plan) for route in self._routes)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], config_source: str | None = None) -> App:
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        config_source: str | None = None,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> App:
         """Build an app from a config mapping (already read from its file, whose name
-        ``config_source`` is: errors name it)."""
-        # Values given as objects from Python (a RetryPolicy, a Spool) are checked by their
-        # own constructors; the schema checks what a file can say.
+        ``config_source`` is: errors name it). ``overrides`` are the keys given as arguments
+        over the file's (already in ``config``): :meth:`reload` applies them again."""
+        app = cls._from_config(config, config_source)
+        app._config = dict(config)
+        app._overrides = dict(overrides or {})
+        return app
+
+    @classmethod
+    def _from_config(cls, config: Mapping[str, Any], config_source: str | None) -> App:
         try:
-            validate_config(
-                {k: v for k, v in config.items() if isinstance(v, (Mapping, list, str, int,
-                 float)) or v is None or k not in _OBJECT_OPTIONS},
-                config_source,
-            )  # fmt: skip
+            validate_config(_file_keys(config), config_source)
         except ConfigError as exc:
             # The listeners are checked too: one load reports every mistake of the file.
             errors = [*exc.errors, *cls._listener_errors(config.get("listeners"), config_source)]
@@ -192,16 +221,37 @@ class App:
         path = f"listeners[{len(self._routes)}]"
         taken = {route.name for route in self._routes}
         added = self._listener(listener, path, taken)
-        if added.delivery == "background" and self._deliverer.background is None:
+        self._check_delivery(added, path)
+        route = self._route(added, path)  # everything is checked before anything is kept
+        self._routes.append(route)
+        self._router = Router(self._routes)
+        return added
+
+    def _check_delivery(self, listener: Listener, path: str) -> None:
+        """A listener added to a running app cannot need what the app was built without."""
+        if listener.delivery == "background" and self._deliverer.background is None:
             raise ConfigError(
                 "a background listener needs an app created with a background listener or "
                 "`delivery: background`",
                 f"{path}.delivery",
             )
-        route = self._route(added, path)  # everything is checked before anything is kept
-        self._routes.append(route)
-        self._router = Router(self._routes)
-        return added
+
+    def listener(
+        self, event_name: str | None = None, **options: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: ``@app.listener("user_created")`` adds the function as a listener of
+        kind ``python`` (``func(event_name, event_data)``), and returns it unchanged.
+
+        ``options`` are the listener's: ``event_name_regex``, ``filter``, ``delivery``,
+        ``retry``, ``name``, ``data``, ... (docs/python-listeners.md). ConfigError as for
+        :meth:`add_listener`."""
+        from .listeners.python import function_listener
+
+        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+            self.add_listener(function_listener(func, event_name, options))
+            return func
+
+        return decorate
 
     def _listeners(self, items: Iterable[ListenerLike]) -> list[Listener]:
         return self._build_listeners(items, self.config_source)
@@ -221,6 +271,7 @@ class App:
             except ConfigError as exc:
                 errors.append(exc)
                 continue
+            remember(listener, item)
             taken.add(listener.name)
             built.append(listener)
         if errors:
@@ -258,6 +309,59 @@ class App:
             listener.name = f"{base}#{n}"
         return listener
 
+    # -- reload -------------------------------------------------------------------------------
+
+    def reload(self, config_file: ConfigSource | None = None) -> dict[str, list[str]]:
+        """Load the config again (from ``config_file``, default the file the app was built
+        from) and apply its listeners and ``name_prefix`` (see :mod:`eventisc.reloading`).
+
+        Everything is loaded and checked first: a ConfigError leaves the app as it was. Then
+        the routes are swapped at once (a trigger in flight finishes on the old ones);
+        listeners whose definition did not change keep their connections, queued work and
+        metrics. Other top-level keys need a restart: a change to them is logged and not
+        applied. Returns the listener names ``added``, ``changed``, ``removed`` and ``kept``.
+        """
+        source = config_file if config_file is not None else self.config_source
+        if source is None:
+            raise ConfigError("this app was not built from a file: give reload() the config")
+        config, label = read_config(source)
+        config = {**config, **self._overrides}
+        validate_config(_file_keys(config), label)
+        built = self._build_listeners(config.get("listeners") or (), label)
+        old = {route.name: route for route in self._routes}
+        routes = self._reloaded_routes(built, old)
+        skipped = unreloadable(self._config, config)
+        if skipped:
+            logger.warning("reload: %s changed; restart to apply (kept as they were)", skipped)
+        self.name_prefix = config.get("name_prefix") or ""
+        self._routes, self._router = routes, Router(routes)
+        self._config = {**self._config, **{key: config.get(key) for key in RELOADABLE}}
+        kept = [route for route in routes if old.get(route.name) is route]
+        retired = [route.listener for route in old.values() if route not in kept]
+        self._retired.add(retired)
+        changes = _changes(old, routes, kept)
+        logger.info("reloaded %s: %s", label, changes)
+        return changes
+
+    def _reloaded_routes(self, built: list[Listener], old: dict[str, Route]) -> list[Route]:
+        """The route of each listener of a reload: the old one when it did not change."""
+        routes: list[Route] = []
+        errors: list[ConfigError] = []
+        for index, listener in enumerate(built):
+            previous = old.get(listener.name)
+            if previous is not None and unchanged(previous.listener, listener):
+                routes.append(previous)
+                continue
+            path = f"listeners[{index}]"
+            try:
+                self._check_delivery(listener, path)
+                routes.append(self._route(listener, path))
+            except ConfigError as exc:
+                errors.append(exc)
+        if errors:
+            raise ConfigError.combine(errors)
+        return routes
+
     def _routes_of(self, built: list[Listener]) -> list[Route]:
         """The listeners' routes; one ConfigError listing every listener's plan error (an
         error at an app option, the same for every listener, once)."""
@@ -284,6 +388,7 @@ class App:
             durable=self.durable,
             has_spool=self._deliverer.spool is not None,
             has_outbox=self._deliverer.outbox_settings is not None,
+            has_celery=self._deliverer.celery_settings is not None,
         )
         cloudevents = getattr(listener, "cloudevents", None)
         if isinstance(cloudevents, CloudEvents):
@@ -383,11 +488,17 @@ class App:
             batch.write(writer, connection)  # an OutboxError goes to the caller
         return notified, batch
 
-    def _fire(self, name: str, data: Any, sink: list[Delivery] | None) -> int:
+    def _fire(
+        self, name: str, data: Any, sink: list[Delivery] | None, trace: dict[str, str] | None = None
+    ) -> int:
         """Route → filter → render → send, for each route of ``name``; the outcomes go to
-        ``sink`` (a list of deliveries, or None: only counted)."""
+        ``sink`` (a list of deliveries, or None: only counted). With a tracer provider
+        configured, all that runs in the trigger's span, ``trace`` its context."""
         if not self._started:
             self._start()
+        otel = _modules.get(OTEL_TRACE)  # a tracer provider: OpenTelemetry loaded, and one set
+        if otel is not None and otel._TRACER_PROVIDER is not None and trace is None:
+            return traced_fire(functools.partial(App._fire, self), name, data, sink)
         self._triggered()
         routes = self._router.match(name)
         if not routes:
@@ -407,7 +518,11 @@ class App:
                     continue
                 rendering = True
                 notification = route.render(name, data)
-                outcome = route.send(notification, start, sink)
+                outcome = (
+                    route.send(notification, start, sink)
+                    if trace is None
+                    else traced_step(route.send, notification, trace, start, sink)
+                )
             except Exception as exc:  # one listener's failure never stops the others
                 outcome = route.fail(exc, rendering, name, notification, start, sink)
             if outcome is True:
@@ -423,12 +538,14 @@ class App:
         if self.raise_errors:
             raise TriggerError(name, failures, notified)
 
-    def _observed_fire(self, name: str, data: Any, sink: list[Delivery] | None) -> int:
+    def _observed_fire(
+        self, name: str, data: Any, sink: list[Delivery] | None, trace: dict[str, str] | None = None
+    ) -> int:
         # Installed by intercept(): the interceptor sees the event, even one nobody hears.
         interceptor = self._interceptor
         if interceptor is not None:
             interceptor.observe(name, data)
-        return App._fire(self, name, data, sink)
+        return App._fire(self, name, data, sink, trace)
 
     async def atrigger(
         self, event_name: str, event_data: Any = None, *, connection: Any = None
@@ -542,6 +659,7 @@ class App:
         once: bool = False,
         report_interval: float = 60.0,
         install_signals: bool = True,
+        via: str | None = None,
     ) -> int:
         """Deliver the outbox table's rows with this app's listeners until stopped; return the
         exit status. See :class:`eventisc.outbox.relay.Relay`.
@@ -549,11 +667,15 @@ class App:
         ``concurrency`` (default: the ``outbox`` setting) bounds deliveries at once; ``once``
         returns when no row is due; ``report_interval`` seconds between INFO lines (0: none).
         With ``install_signals``, SIGTERM and SIGINT stop it gracefully (main thread only).
-        Raises ConfigError when the app has no ``outbox``.
+        ``via="celery"`` hands each row to the Celery workers instead of delivering it
+        (``celery_delivery``). Raises ConfigError when the app has no ``outbox`` (or, with
+        ``via``, no ``celery_delivery``).
         """
         from .outbox.relay import Relay
 
-        relay = Relay(self, concurrency=concurrency, once=once, report_interval=report_interval)
+        relay = Relay(
+            self, concurrency=concurrency, once=once, report_interval=report_interval, via=via
+        )
         self._relay = relay
         return relay.run(install_signals=install_signals)
 
@@ -575,6 +697,43 @@ class App:
             )
             for route in self._routes
         }  # fmt: skip
+
+    @property
+    def celery_delivery(self) -> CeleryDeliverySettings | None:
+        """The ``celery_delivery`` settings (None when the app has none)."""
+        return self._deliverer.celery_settings
+
+    @property
+    def spool(self) -> Spool | None:
+        """The spool failed notifications are kept in (None when the app has none)."""
+        return self._deliverer.spool
+
+    def handoff_senders(
+        self, note: Layer, resolve: Resolve
+    ) -> dict[str, tuple[Sender, CircuitBreaker | None]]:
+        """Each listener's sender for an outbox relay that hands its rows to the Celery
+        workers (:meth:`eventisc.delivery.Deliverer.handoff_sender`), by name. Raises
+        ConfigError when the app has no ``celery_delivery``."""
+        return {
+            route.name: (
+                self._deliverer.handoff_sender(
+                    route.listener, route.plan, route.wiring.recorder, note=note
+                ),
+                None,
+            )
+            for route in self._routes
+        }
+
+    def worker_senders(self) -> dict[str, Sender]:
+        """Each listener's sender for a Celery worker, by name
+        (:meth:`eventisc.delivery.Deliverer.worker_sender`); its outcomes are counted in the
+        listener's numbers of :meth:`stats`, and run the app's hooks."""
+        return {
+            route.name: self._deliverer.worker_sender(
+                route.listener, route.plan, route.metrics, route.wiring.recorder
+            )
+            for route in self._routes
+        }
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -613,6 +772,7 @@ class App:
                 listener.close()
             except Exception:
                 logger.exception("closing listener %r failed", listener.name)
+        self._retired.close_all()
         self._run_app_hooks("closed")
 
     def __enter__(self) -> App:
@@ -623,6 +783,29 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App prefix={self.name_prefix!r} listeners={len(self._routes)}>"
+
+
+def _file_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``config`` the schema checks: values given as objects from Python (a
+    RetryPolicy, a Spool) are checked by their own constructors."""
+    return {
+        key: value
+        for key, value in config.items()
+        if isinstance(value, (Mapping, list, str, int, float))
+        or value is None
+        or key not in _OBJECT_OPTIONS
+    }
+
+
+def _changes(old: dict[str, Route], routes: list[Route], kept: list[Route]) -> dict[str, list[str]]:
+    """What a reload did, by listener name."""
+    names = [route.name for route in routes]
+    return {
+        "added": [name for name in names if name not in old],
+        "changed": [route.name for route in routes if route.name in old and route not in kept],
+        "removed": [name for name in old if name not in names],
+        "kept": [route.name for route in kept],
+    }
 
 
 def _outbox_backlog(settings: OutboxSettings, writer: OutboxWriter | None) -> dict[str, Any]:

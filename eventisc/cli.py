@@ -45,10 +45,19 @@ LOG_FORMAT = "eventisc: %(levelname)s: %(message)s"
 
 
 def _load(
-    path: str | None, dry_run: bool = False, celery_app: str | None = None, **options: Any
+    path: str | App | None,
+    dry_run: bool = False,
+    celery_app: str | None = None,
+    **options: Any,
 ) -> App:
     """Build the app as the default app would be: EVENTISC_NAME_PREFIX applies when the
-    config sets no name_prefix. ``celery_app`` (``--celery-app``) replaces the config's."""
+    config sets no name_prefix. ``celery_app`` (``--celery-app``) replaces the config's.
+    An App given instead of a path is used as it is (``manage.py eventisc``: the process's
+    default app), in dry-run mode with ``dry_run``."""
+    if isinstance(path, App):
+        if dry_run:
+            path.dry_run = True
+        return path
     from_environ = os.environ.get("EVENTISC_CONFIG")
     if not path and from_environ:
         try:
@@ -58,14 +67,15 @@ def _load(
     if not path:
         raise ConfigError("no config given: pass CONFIG or set EVENTISC_CONFIG")
     config, source = read_config(path)
+    overrides = dict(options)  # applied again by a reload (SIGHUP)
     if config.get("name_prefix") is None:
-        config["name_prefix"] = os.environ.get("EVENTISC_NAME_PREFIX", "")
+        overrides["name_prefix"] = os.environ.get("EVENTISC_NAME_PREFIX", "")
     if dry_run:
-        config["dry_run"] = True
+        overrides["dry_run"] = True
     if celery_app is not None:
-        config["celery_app"] = celery_app
-    config.update(options)
-    return App.from_config(config, source)
+        overrides["celery_app"] = celery_app
+    config.update(overrides)
+    return App.from_config(config, source, overrides=overrides)
 
 
 def _match(listener: Any) -> str:

@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .listeners.base import BUILTIN_KINDS, LISTENER_PROPERTIES, Listener, listener_schema
 from .schema import validate
 from .settings import (
+    CELERY_DELIVERY_SCHEMA,
     DEFAULT_BACKGROUND,
     DEFAULT_SYNC,
     DELIVERY_MODES,
@@ -94,7 +95,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "default": "sync",
             "description": "`sync`: deliver inside `trigger`; `background`: render, queue and "
             "return, worker threads deliver; `outbox`: render and write a row to the `outbox` "
-            "table (in the caller's transaction with `connection=`), relay processes deliver.",
+            "table (in the caller's transaction with `connection=`), relay processes deliver; "
+            "`celery`: render and send a task to the `celery_delivery` queue, Celery workers "
+            "deliver.",
         },
         "retry": RETRY_SCHEMA,
         "dispatcher": DISPATCHER_SCHEMA,
@@ -126,6 +129,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "Unset: no summary.",
         },
         "outbox": OUTBOX_SCHEMA,
+        "celery_delivery": CELERY_DELIVERY_SCHEMA,
         "json_default": {
             "type": "string",
             "description": 'A function, `"package.module:function"`, imported when the config '
@@ -295,6 +299,7 @@ def resolve_plan(
     durable: bool,
     has_spool: bool,
     has_outbox: bool = False,
+    has_celery: bool = False,
 ) -> Plan:
     """How ``listener`` (at ``path`` in the config) delivers: its own ``delivery``, ``retry``,
     ``durable`` and ``priority`` over the app's. Durable delivery needs background delivery and
@@ -304,6 +309,8 @@ def resolve_plan(
     where = f"{path}.delivery" if listener.delivery else "delivery"
     if mode == "outbox" and not has_outbox:
         raise ConfigError("`delivery: outbox` needs an `outbox` (its PostgreSQL url)", where)
+    if mode == "celery" and not has_celery:
+        raise ConfigError("`delivery: celery` needs a `celery_delivery` (app or broker_url)", where)
     if listener.ordering_key is not None and mode != "outbox":
         raise ConfigError(
             "an ordering key needs `delivery: outbox` (relays keep the order)",
@@ -317,7 +324,9 @@ def resolve_plan(
     if is_durable and not (background and has_spool):
         where = "durable" if listener.durable is None else f"{path}.durable"
         raise ConfigError("durable delivery needs `delivery: background` and a `spool`", where)
-    return Plan(background, policy, bool(is_durable), listener.priority, mode == "outbox")
+    return Plan(
+        background, policy, bool(is_durable), listener.priority, mode == "outbox", mode == "celery"
+    )
 
 
 def config_schema() -> dict[str, Any]:
@@ -434,12 +443,13 @@ _TABLES: dict[str, tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]]
         "Top-level keys",
         CONFIG_SCHEMA["properties"],
         (),
-        ("retry", "dispatcher", "outbox"),
+        ("retry", "dispatcher", "outbox", "celery_delivery"),
     ),
     "listener": ("Listener keys (every kind)", LISTENER_PROPERTIES, ("kind",), ("retry",)),
     "retry": ("`retry`", RETRY_SCHEMA["properties"], (), ()),
     "dispatcher": ("`dispatcher`", DISPATCHER_SCHEMA["properties"], (), ()),
     "outbox": ("`outbox`", OUTBOX_SCHEMA["properties"], ("url",), ()),
+    "celery_delivery": ("`celery_delivery`", CELERY_DELIVERY_SCHEMA["properties"], (), ()),
 }
 
 

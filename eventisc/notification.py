@@ -44,7 +44,10 @@ class Notification:
     ``id`` is given when it is rendered and stays the same on every attempt, in the spool and
     in the outbox: receivers deduplicate with it (an HTTP ``Idempotency-Key``, an AMQP
     ``message_id``, a Celery task id). ``ordering_key`` is the rendered ``ordering_key`` of an
-    outbox listener that has one, else None.
+    outbox listener that has one, else None. ``trace`` is the W3C trace context
+    (``traceparent``, ``tracestate``) of the traced ``trigger`` that rendered it, else None
+    (:mod:`eventisc.tracing`): kept in the spool and the outbox, so a later attempt continues
+    that trace.
     """
 
     listener: str
@@ -53,6 +56,7 @@ class Notification:
     payload: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=new_id)
     ordering_key: str | None = None
+    trace: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of the notification (its payload may still hold non-JSON values)."""

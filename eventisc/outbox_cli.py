@@ -27,6 +27,8 @@ def add_parsers(sub: Any, load: Callable[..., App]) -> None:
     p.add_argument("config", nargs="?", help="YAML or JSON config (default: $EVENTISC_CONFIG)")
     p.add_argument("--concurrency", type=int, help="deliveries at once (default: the config's)")
     p.add_argument("--once", action="store_true", help="deliver what is due, then exit")
+    p.add_argument("--via", choices=("celery",),
+                   help="hand the rows to Celery workers (celery_delivery)")  # fmt: skip
     p.add_argument("--metrics-port", type=int, metavar="P",
                    help="serve Prometheus metrics on 127.0.0.1:P")  # fmt: skip
     p.set_defaults(func=lambda args: _relay(args, load))
@@ -94,7 +96,7 @@ def _relay(args: argparse.Namespace, load: Callable[..., App]) -> int:
             raise ConfigError("this config has no `outbox`", "outbox", app.config_source)
         if args.metrics_port is not None:
             _serve_metrics(app, args.metrics_port)
-        return app.run_relay(concurrency=args.concurrency, once=args.once)
+        return app.run_relay(concurrency=args.concurrency, once=args.once, via=args.via)
 
 
 def _serve_metrics(app: App, port: int) -> None:

@@ -36,7 +36,8 @@ class Delivery:
     ``status`` is ``pending`` until it becomes ``delivered``, ``failed`` (``error`` says why),
     ``dropped`` (the background queue was full), ``spooled`` (written to the spool: retries
     exhausted, queue full or shut down), ``outboxed`` (written to the outbox table: a relay
-    delivers it once the transaction commits) or ``skipped`` (the filter rejected the event or
+    delivers it once the transaction commits; or handed to the Celery workers, ``delivery:
+    celery``) or ``skipped`` (the filter rejected the event or
     the listener declined it). ``attempts`` counts delivery attempts; ``latency`` is the seconds
     from trigger to the final outcome.
     """

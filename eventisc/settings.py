@@ -23,6 +23,8 @@ eventisc never waits forever.
   Template and encoding errors are never retried: the same event fails the same way.
 - :class:`DispatcherSettings` (``dispatcher:``): the background queue and its workers.
 - :class:`OutboxSettings` (``outbox:``): the PostgreSQL outbox table and its relays.
+- :class:`CeleryDeliverySettings` (``celery_delivery:``): the Celery app and queue that
+  ``delivery: celery`` hands notifications to.
 - :class:`Plan`: how one listener's notifications are delivered, resolved from the listener's
   own options and the app's.
 """
@@ -53,11 +55,13 @@ __all__ = [
     "DEFAULT_BACKGROUND",
     "DEFAULT_SYNC",
     "DELIVERY_MODES",
+    "CELERY_DELIVERY_SCHEMA",
     "DISPATCHER_SCHEMA",
     "LONGEST",
     "ON_FULL",
     "OUTBOX_SCHEMA",
     "RETRY_SCHEMA",
+    "CeleryDeliverySettings",
     "DispatcherSettings",
     "OutboxSettings",
     "Plan",
@@ -76,8 +80,9 @@ __all__ = [
 LONGEST = threading.TIMEOUT_MAX
 
 #: How notifications are delivered: in ``trigger`` (sync), by worker threads (background), or
-#: by relay processes from a PostgreSQL table written in the caller's transaction (outbox).
-DELIVERY_MODES = ("sync", "background", "outbox")
+#: by relay processes from a PostgreSQL table written in the caller's transaction (outbox), or
+#: by Celery workers the notification is handed to as a task (celery).
+DELIVERY_MODES = ("sync", "background", "outbox", "celery")
 
 
 def check_seconds(name: str, value: Any, *, zero: bool = False, maximum: float = LONGEST) -> float:
@@ -465,14 +470,16 @@ assert set(DISPATCHER_SCHEMA["properties"]) == {f.name for f in fields(Dispatche
 class Plan:
     """How one listener's notifications are delivered: in the background or not, with which
     retry policy, written to the spool before ``trigger`` returns or not, in which queue order,
-    or written to the outbox table for a relay to deliver. Resolved once, from the listener's
-    own options over the app's (see :func:`eventisc.config.resolve_plan`)."""
+    or written to the outbox table for a relay to deliver, or handed to Celery workers.
+    Resolved once, from the listener's own options over the app's (see
+    :func:`eventisc.config.resolve_plan`)."""
 
     background: bool
     policy: RetryPolicy
     durable: bool = False
     priority: int = 0
     outbox: bool = False
+    celery: bool = False
 
 
 # -- the outbox ---------------------------------------------------------------------------------
@@ -620,3 +627,97 @@ OUTBOX_SCHEMA: dict[str, Any] = {
     },
 }
 assert set(OUTBOX_SCHEMA["properties"]) == {f.name for f in fields(OutboxSettings)}
+
+
+# -- delivery on Celery workers -----------------------------------------------------------------
+
+#: A Celery queue name: what AMQP and Redis accept, without spaces.
+_QUEUE = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CeleryDeliverySettings:
+    """Delivery on Celery workers (the ``celery_delivery:`` config key): the Celery app that
+    listeners with ``delivery: celery`` send their ``eventisc.deliver`` tasks through (the
+    service's own, ``app``, or eventisc's for ``broker_url``), and the queue the workers
+    consume."""
+
+    app: str | None = None
+    broker_url: str | None = field(default=None, repr=False)
+    queue: str = "eventisc"
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if (self.app is None) == (self.broker_url is None):
+            raise ConfigError(
+                "give an `app` (your Celery app, `proj.celery:app`) or a `broker_url` "
+                "(eventisc's own Celery app), one of the two",
+                "app" if self.app is not None else "",
+            )
+        for name in ("app", "broker_url"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"must be a non-empty string, not {value!r}", name)
+        if not isinstance(self.queue, str) or not _QUEUE.fullmatch(self.queue):
+            raise ConfigError(
+                f"must be a queue name (letters, digits, _.:-), not {self.queue!r}", "queue"
+            )
+        check_seconds("timeout", self.timeout)
+
+    def __repr__(self) -> str:
+        url = None if self.broker_url is None else mask_url(self.broker_url)
+        return (
+            f"CeleryDeliverySettings(app={self.app!r}, broker_url={url!r}, "
+            f"queue={self.queue!r}, timeout={self.timeout!r})"
+        )
+
+    @classmethod
+    def from_config(
+        cls, value: Mapping[str, Any] | CeleryDeliverySettings, path: str = "celery_delivery"
+    ) -> CeleryDeliverySettings:
+        """Build the settings from the ``celery_delivery`` mapping."""
+        if isinstance(value, CeleryDeliverySettings):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"must be a mapping, not {type(value).__name__}", path)
+        return build(cls, dict(value), path, "bad celery_delivery options: ")
+
+
+#: JSON Schema of the ``celery_delivery`` mapping.
+CELERY_DELIVERY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Delivery on Celery workers (`pip install 'eventisc[celery]'`): listeners "
+    "with `delivery: celery` render, then send one `eventisc.deliver` task per notification "
+    "to `queue`; workers (`celery -A eventisc.worker worker -Q eventisc`) deliver it "
+    "([Delivery on Celery workers](celery-delivery.md)). Give `app` or `broker_url`.",
+    "properties": {
+        "app": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Your Celery app, as `module:attribute` (`proj.celery:app`): the "
+            "tasks go through its broker connection and settings.",
+        },
+        "broker_url": {
+            "type": "string",
+            "minLength": 1,
+            "description": "A broker URL (`amqp://...`, `redis://...`) for a Celery app of "
+            "eventisc's own, with publisher confirms on RabbitMQ. Its password is masked in "
+            "every message.",
+        },
+        "queue": {
+            "type": "string",
+            "pattern": _QUEUE.pattern,
+            "default": "eventisc",
+            "description": "The queue the tasks go to, the one the workers consume (`-Q`).",
+        },
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 10,
+            "description": "Seconds one hand-off to the broker may take (its confirm "
+            "included) before it counts as the listener's failure.",
+        },
+    },
+}
+assert set(CELERY_DELIVERY_SCHEMA["properties"]) == {f.name for f in fields(CeleryDeliverySettings)}

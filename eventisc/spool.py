@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 
 from ._fork import register
 from ._owners import is_alive, owner_id, this_process
-from ._spool_codec import decode_payload, encode_payload
+from ._spool_codec import decode_payload, encode_payload, pop_trace
 from .errors import EventiscError
 from .notification import Notification
 
@@ -373,7 +373,7 @@ class Spool:
         if owner is THIS_PROCESS:
             owner = this_process()[2]
         now = self._clock()
-        head = (n.listener, n.kind, n.event_name, encode_payload(n.payload, n.listener))
+        head = (n.listener, n.kind, n.event_name, encode_payload(n.payload, n.listener, n.trace))
         return (*head, state, reason, error, attempts, owner, now, now, n.id)
 
     def add(
@@ -767,7 +767,8 @@ def _read(row: tuple[Any, ...]) -> SpoolEntry | UnreadableEntry:
         except ValueError as exc:
             problem = f"payload: {exc}"
         else:
-            notification = Notification(row[1], row[2], row[3], payload, row[12])
+            trace = pop_trace(payload)
+            notification = Notification(row[1], row[2], row[3], payload, row[12], trace=trace)
             return SpoolEntry(row[0], notification, *row[5:12])
     return UnreadableEntry(row[0], problem, *row[1:])
 

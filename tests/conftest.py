@@ -115,6 +115,17 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
+@pytest.fixture(params=["urllib3", "requests"])
+def http_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The client http listeners send through: urllib3 (the usual path), or requests (the path
+    a requests-only option takes), for every listener loaded in the test."""
+    if request.param == "requests":
+        from eventisc.listeners.http import listener
+
+        monkeypatch.setattr(listener, "needs_requests", lambda options: "every option")
+    return str(request.param)
+
+
 @pytest.fixture(autouse=True)
 def _no_secrets_known() -> Iterator[None]:
     """Each test starts with no secret values registered (a test's secrets are not hidden in

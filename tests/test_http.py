@@ -36,6 +36,9 @@ from .faults import free_port
 from .receiver import Response
 from .support import failure, http, in_child
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 # -- bodies, queries, headers --------------------------------------------------------------------
 
 
@@ -258,14 +261,18 @@ def test_success_status_can_accept_404_and_status_classes(receiver):
     assert listener.success_status == frozenset([404, *range(200, 300)])
 
 
-def test_connection_refused_is_a_connect_error(receiver):
+def test_connection_refused_is_a_connect_error(receiver, http_client):
     port = free_port()
     app = eventisc.create_app(
         listeners=[http(f"http://127.0.0.1:{port}/x", timeout=2)], raise_errors=True
     )
     exc = failure(app, "e")
     assert isinstance(exc, ConnectError) and exc.transient
-    assert isinstance(exc.__cause__, requests.ConnectionError)
+    refused = {
+        "requests": requests.ConnectionError,
+        "urllib3": urllib3.exceptions.NewConnectionError,
+    }
+    assert isinstance(exc.__cause__, refused[http_client])
     assert f"POST http://127.0.0.1:{port}/x" in str(exc)
     assert "refused" in str(exc).lower()
 
@@ -277,12 +284,13 @@ def test_an_unknown_host_is_a_connect_error():
         listener.notify("e", {})
 
 
-def test_tls_to_a_plain_http_port_is_a_permanent_delivery_error(receiver):
+def test_tls_to_a_plain_http_port_is_a_permanent_delivery_error(receiver, http_client):
     url = receiver.url.replace("http://", "https://")
     app = eventisc.create_app(listeners=[http(url, timeout=2)], raise_errors=True)
     exc = failure(app, "e")
     assert type(exc) is DeliveryError and not exc.transient
-    assert isinstance(exc.__cause__, requests.exceptions.SSLError)
+    tls = {"requests": requests.exceptions.SSLError, "urllib3": urllib3.exceptions.SSLError}
+    assert isinstance(exc.__cause__, tls[http_client])
     assert f"POST {url}: TLS failed" in str(exc)
 
 
@@ -347,7 +355,7 @@ def test_a_missing_ca_bundle_from_the_environment_is_a_permanent_delivery_error(
     assert type(exc) is DeliveryError and missing in str(exc)
 
 
-def test_a_slow_receiver_gives_a_delivery_timeout_after_about_the_timeout(receiver):
+def test_a_slow_receiver_gives_a_delivery_timeout_after_about_the_timeout(receiver, http_client):
     delay, timeout = 2.0, 0.25
     receiver.respond(Response(delay=delay))
     app = eventisc.create_app(
@@ -357,7 +365,8 @@ def test_a_slow_receiver_gives_a_delivery_timeout_after_about_the_timeout(receiv
     exc = failure(app, "e")
     elapsed = time.monotonic() - start
     assert isinstance(exc, DeliveryTimeout) and exc.transient
-    assert isinstance(exc.__cause__, requests.Timeout)
+    slow = {"requests": requests.Timeout, "urllib3": urllib3.exceptions.ReadTimeoutError}
+    assert isinstance(exc.__cause__, slow[http_client])
     assert f"POST {receiver.url}/slow: timed out waiting for the response (0.25 s)" in str(exc)
     # It gave up after about the read timeout, far sooner than the receiver's delay.
     assert timeout * 0.8 <= elapsed < delay / 2
@@ -492,6 +501,7 @@ def test_a_forked_child_opens_its_own_connection(receiver):
         ),
         (urllib3.exceptions.ProtocolError("reset"), ConnectError),
         (urllib3.exceptions.ReadTimeoutError(None, "/", "slow"), DeliveryTimeout),
+        (urllib3.exceptions.ConnectTimeoutError(None, "slow connect"), DeliveryTimeout),
         (urllib3.exceptions.SSLError("bad certificate"), DeliveryError),
         (ssl.SSLCertVerificationError("bad certificate"), DeliveryError),
         (ConnectionResetError(104, "Connection reset by peer"), ConnectError),
@@ -558,7 +568,11 @@ def test_requests_kwargs_timeout_is_used_when_timeout_is_not_given():
         ({"requests_kwargs": {"method": "get"}}, "listeners[0].requests_kwargs.method", "method"),
         ({"requests_kwargs": {"stream": True}}, "listeners[0].requests_kwargs.stream", "stream"),
         ({"requests_kwargs": {"sttream": 1}}, "listeners[0].requests_kwargs.sttream", "unknown"),
-        ({"requests_kwargs": {"hooks": {}}}, "listeners[0].requests_kwargs.hooks", "unknown"),
+        (
+            {"requests_kwargs": {"hooks": {"request": []}}},
+            "listeners[0].requests_kwargs.hooks",
+            "only `response`",
+        ),
         (
             {"timeout": 5, "requests_kwargs": {"timeout": 5}},
             "listeners[0].requests_kwargs.timeout",

@@ -17,6 +17,9 @@ from .faults import FaultRelay
 from .receiver import Response
 from .support import failure, http
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 #: Scheduling slack on a noisy VM, in seconds.
 SLACK = 2.0
 

@@ -16,6 +16,9 @@ from eventisc.report import Delivery
 from .receiver import Response
 from .support import http
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 FAST_RETRY = {"max_attempts": 3, "backoff_factor": 0.01, "max_backoff": 0.01, "jitter": 0}
 
 

@@ -15,6 +15,9 @@ from eventisc.listeners.http.hosts import HostGuard, host_is_templated
 from .receiver import Response
 from .support import failure, http
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 CALLBACK = "{event_data['callback']}"
 FAST_RETRY = {"max_attempts": 3, "backoff_factor": 0.01, "max_backoff": 0.01, "jitter": 0}
 

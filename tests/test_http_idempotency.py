@@ -18,6 +18,9 @@ from eventisc.listeners.http import HttpListener
 from .receiver import Receiver, Response
 from .support import http, run_cli
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 #: Retry at once: three attempts, no backoff.
 FAST_RETRY = {"max_attempts": 3, "backoff_factor": 0, "jitter": 0}
 

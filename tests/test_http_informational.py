@@ -14,6 +14,9 @@ from eventisc.listeners.http import HttpListener
 
 from .receiver import Response
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 EARLY_HINTS = (103, {"Link": "</style.css>; rel=preload; as=style"})
 
 

@@ -12,6 +12,9 @@ from eventisc import ConfigError, DeliveryError, TemplateError
 from eventisc.listeners.http import HttpListener, translate_error
 from eventisc.notification import Notification
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 
 def load(**options):
     listener = {"kind": "http", "event_name": "e", "url": "http://h/", **options}

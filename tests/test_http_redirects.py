@@ -21,6 +21,9 @@ from eventisc.listeners.http import MAX_REDIRECTS, HttpListener
 from .receiver import Receiver, Response
 from .support import failure, http
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 
 @pytest.fixture
 def other() -> Iterator[Receiver]:

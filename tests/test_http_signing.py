@@ -26,6 +26,9 @@ from eventisc.webhooks import Signer, parse_key, verify
 from .receiver import Receiver, Request, Response
 from .support import http, run_cli
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 SECRET = "whsec_" + base64.b64encode(b"first secret key, 32 bytes long!").decode()
 OTHER = "whsec_" + base64.b64encode(b"the second secret, while rotated").decode()
 FAST_RETRY = {"max_attempts": 3, "backoff_factor": 0, "jitter": 0}

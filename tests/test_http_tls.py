@@ -23,6 +23,9 @@ from eventisc import ConfigError, DeliveryError
 
 from .support import failure, http
 
+#: Every test runs on both clients: urllib3 (the usual path) and requests.
+pytestmark = pytest.mark.usefixtures("http_client")
+
 
 @dataclass
 class Files:

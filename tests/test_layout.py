@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "eventisc"
 LAYERS: list[tuple[str, ...]] = [
     # values, errors and small helpers with no eventisc dependency above them
     ("secret_values", "errors", "_version", "_fork", "masking", "notification", "encoding", "logs",
-     "settings", "environ", "registry", "_owners", "_spool_codec", "webhooks", "cloudevents"),
+     "settings", "environ", "registry", "_owners", "_spool_codec", "webhooks", "cloudevents",
+     "tracing"),
     ("sandbox", "template", "schema"),
     ("filters",),
     ("listeners.base", "listeners"),
@@ -25,11 +26,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("config", "metrics", "report", "heartbeat", "outbox", "outbox.sql", "outbox.connections",
      "outbox.writer", "outbox.admin"),
     ("delivery.*", "delivery"),
-    ("routing",),
+    ("routing", "reloading"),
     ("observe", "multiproc", "prometheus", "metrics_server", "outbox.*"),
     ("app",),
     ("testing", "pytest_plugin", "spool_cli", "outbox_cli", "demo", "cli", "__init__",
-     "__main__"),
+     "__main__", "contrib", "contrib.celery", "worker",
+     "contrib.django", "contrib.django.*"),
 ]  # fmt: skip
 
 

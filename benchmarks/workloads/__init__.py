@@ -31,6 +31,12 @@ WORKLOADS: dict[str, Workload] = {
         "added cost",
         300,
     ),
+    "tracing": (
+        _lazy("tracing", "tracing"),
+        "OpenTelemetry hooks without a tracer provider",
+        "added cost",
+        120,
+    ),
     "http": (_lazy("http", "http"), "HTTP", "HTTP delivery to a local receiver", 900),
     "latency": (
         _lazy("http", "latency"),
@@ -40,6 +46,12 @@ WORKLOADS: dict[str, Workload] = {
     ),
     "rabbit": (_lazy("rabbit", "rabbit"), "RabbitMQ", "20,000 × 200-byte JSON messages", 1200),
     "celery": (_lazy("celery_send", "celery"), "Celery send_task", "send_task", 900),
+    "celery_delivery": (
+        _lazy("celery_delivery", "celery_delivery"),
+        "delivery: celery",
+        "trigger handing notifications to Celery",
+        300,
+    ),
     "memory": (_lazy("memory", "memory"), "Memory", "peak RSS", 900),
     "outbox": (
         _lazy("outbox", "outbox"),

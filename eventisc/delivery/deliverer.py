@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..settings import DispatcherSettings, OutboxSettings, Plan
+from ..errors import ConfigError
+from ..settings import CeleryDeliverySettings, DispatcherSettings, OutboxSettings, Plan
 from .background import Background
 from .breaker import BreakerLayer, CircuitBreaker
+from .celerying import HandedLayer, Handoff, HandoffListener, ToCelery
 from .dispatcher import Dispatcher
 from .gone import GoneLayer, enable, guard
 from .outboxing import ToOutbox
@@ -62,6 +64,7 @@ class Deliverer:
         background: bool,
         hooks: Hooks | None = None,
         outbox: OutboxSettings | None = None,
+        celery: CeleryDeliverySettings | None = None,
     ):
         self.spool = spool
         self.settings = settings
@@ -70,6 +73,10 @@ class Deliverer:
         self.outbox_settings = outbox
         #: The outbox writer, made for the first route with ``delivery: outbox``.
         self.outbox: OutboxWriter | None = None
+        self.celery_settings = celery
+        #: What hands notifications to the Celery workers, made for the first route with
+        #: ``delivery: celery``.
+        self.handoff: Handoff | None = None
 
     @property
     def dispatcher(self) -> Dispatcher | None:
@@ -95,6 +102,8 @@ class Deliverer:
         if plan.outbox:
             self._outbox_writer()
             return Wiring(ToOutbox(listener, recorder).send, recorder)
+        if plan.celery:
+            return Wiring(ToCelery(listener, recorder, self._handoff(), self.spool).send, recorder)
         if plan.background:
             return self._background(listener, plan, metrics, recorder)
         if plan.policy.max_attempts == 1 and self.spool is None and not self.hooks:
@@ -110,6 +119,16 @@ class Deliverer:
             assert self.outbox_settings is not None, "an outbox route needs the outbox settings"
             self.outbox = OutboxWriter(self.outbox_settings)
         return self.outbox
+
+    def _handoff(self) -> Handoff:
+        if self.handoff is None:
+            if self.celery_settings is None:
+                raise ConfigError(
+                    "handing notifications to Celery needs a `celery_delivery` (app or broker_url)",
+                    "celery_delivery",
+                )
+            self.handoff = Handoff(self.celery_settings)
+        return self.handoff
 
     def _background(
         self, listener: Listener, plan: Plan, metrics: ListenerMetrics, recorder: Recorder
@@ -168,6 +187,27 @@ class Deliverer:
             return sender, breaker
         return Sender(listener, layers, recorder), breaker
 
+    def handoff_sender(
+        self, listener: Listener, plan: Plan, recorder: Recorder, *, note: Layer
+    ) -> Sender:
+        """The sender of an outbox relay that hands ``listener``'s rows to the Celery workers
+        (``eventisc relay --via celery``): each attempt sends the task; one the broker took is
+        recorded as ``outboxed``, one it did not take is handed off again after
+        ``plan.policy``'s delay (:class:`~.celerying.HandedLayer`). Needs
+        ``celery_delivery``."""
+        handoff = HandoffListener(listener, self._handoff())
+        layers = [note, HandedLayer(recorder, plan.policy)]
+        return Sender(handoff, layers, recorder)  # type: ignore[arg-type]
+
+    def worker_sender(
+        self, listener: Listener, plan: Plan, metrics: ListenerMetrics, recorder: Recorder
+    ) -> Sender:
+        """The sender of a Celery worker's deliveries for ``listener``: no inline retries (a
+        failure ``plan.policy`` retries comes to a :class:`RetryAfter`, for the task to retry
+        with Celery), a final failure kept dead in the spool (the app has one), the final
+        outcomes recorded (metrics, hooks, logs)."""
+        return Sender(listener, self._layers(plan, metrics, recorder), recorder)
+
     def _layers(self, plan: Plan, metrics: ListenerMetrics, recorder: Recorder) -> list[Layer]:
         layers: list[Layer] = _gone(recorder)
         if plan.policy.max_attempts > 1:
@@ -201,6 +241,8 @@ class Deliverer:
         left = [] if self.background is None else self.background.shutdown(timeout)
         if self.outbox is not None:
             self.outbox.close()
+        if self.handoff is not None:
+            self.handoff.close()
         return left
 
 

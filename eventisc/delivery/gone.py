@@ -122,4 +122,5 @@ def guard(send: SendStep, recorder: Recorder) -> SendStep:
                 raise
             raise disable(listener, exc, recorder) from exc
 
+    guarded.attempt = getattr(send, "attempt", False)  # type: ignore[attr-defined]  # (tracing)
     return guarded

@@ -63,7 +63,7 @@ class ToOutbox:
     ) -> bool | BaseException:
         if not isinstance(sink, OutboxBatch):
             raise TypeError("an outbox route is triggered through its app")
-        text = encode_payload(notification.payload, self.listener.name)
+        text = encode_payload(notification.payload, self.listener.name, notification.trace)
         delivery = Delivery(self.listener, notification)
         delivery.attempts = 0
         sink.append(delivery)

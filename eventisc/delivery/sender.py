@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EventiscError, StaleConnection
+from ..tracing import send as traced_send
 from .outcomes import FINAL, IN_FLIGHT, Failure, Outcome, RetryAfter, Sent
 
 if TYPE_CHECKING:
@@ -93,7 +94,10 @@ class Sender:
         delivery.attempts += 1
         result: Sent | Failure | None = self._begin(delivery)
         if result is None:
-            result = _send(self.listener, delivery.notification)  # type: ignore[arg-type]
+            if delivery.notification.trace is None:  # type: ignore[union-attr]
+                result = _send(self.listener, delivery.notification)  # type: ignore[arg-type]
+            else:  # in its span, under the trigger's
+                result = traced_send(_send, self.listener, delivery)
         outcome = self._end(delivery, result)
         # The error's traceback reaches this frame (as its callee's f_back): holding the
         # delivery and the result, which hold the error, it would be a reference cycle.

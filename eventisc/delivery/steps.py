@@ -80,6 +80,7 @@ def direct(listener: Listener, recorder: Recorder) -> SendStep:
             sink.append(delivery)
         return True
 
+    send.attempt = True  # type: ignore[attr-defined]  # the step is the attempt (tracing)
     return send
 
 

@@ -44,6 +44,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "http": "eventisc.listeners.http",
     "celery": "eventisc.listeners.celery",
     "rabbit": "eventisc.listeners.rabbit",
+    "python": "eventisc.listeners.python",
 }
 
 #: Options every listener takes that say how (not what) it delivers; set on the instance.
@@ -65,7 +66,7 @@ logger = logging.getLogger(__name__)
 LISTENER_PROPERTIES: dict[str, Any] = {
     "kind": {
         "type": "string",
-        "description": "`http`, `celery`, `rabbit`, or a custom kind.",
+        "description": "`http`, `celery`, `rabbit`, `python`, or a custom kind.",
     },
     "name": {
         "type": "string",
@@ -95,7 +96,8 @@ LISTENER_PROPERTIES: dict[str, Any] = {
     },
     "delivery": {
         "enum": list(DELIVERY_MODES),
-        "description": "This listener's delivery mode, `sync`, `background` or `outbox`. "
+        "description": "This listener's delivery mode, `sync`, `background`, `outbox` or "
+        "`celery`. "
         "Default: the app's `delivery`.",
     },
     "retry": {

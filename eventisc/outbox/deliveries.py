@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from .._spool_codec import decode_payload
+from .._spool_codec import decode_payload, pop_trace
 from ..delivery.outcomes import FINAL, Failure, Outcome, RetryAfter
 from ..delivery.sender import AsyncSender, Layer, Resolve, Result
 from ..errors import OutboxError
@@ -104,10 +104,8 @@ class Deliveries:
         wake: Callable[[], None],
         name: str,
     ):
-        self.senders = wire(NoteError(), self.settle)
-        self._synchronous = any(
-            not isinstance(sender, AsyncSender) for sender, _ in self.senders.values()
-        )
+        self._wire = wire
+        self.rewire()
         self.async_limit = ASYNC_BATCHES * batch
         self.outcomes = outcomes
         self.concurrency = concurrency
@@ -121,6 +119,15 @@ class Deliveries:
         self._idle = 0
         self._stopping = False
         self._unstarted: list[int] = []
+
+    def rewire(self) -> None:
+        """Build each listener's sender again (the app's listeners changed: a reload); rows
+        in hand finish with the senders they started with."""
+        senders = self._wire(NoteError(), self.settle)
+        self._synchronous = any(
+            not isinstance(sender, AsyncSender) for sender, _ in senders.values()
+        )
+        self.senders = senders
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -179,6 +186,7 @@ class Deliveries:
             payload,
             id=row.id,
             ordering_key=row.ordering_key,
+            trace=pop_trace(payload),
         )
         delivery = RowDelivery(listener, notification, row, isinstance(sender, AsyncSender))
         delivery.sender = sender

@@ -65,7 +65,9 @@ class Relay:
     ``concurrency`` (default: the ``outbox`` setting) bounds the rows in hand, pipelined
     publishes included; ``once`` makes :meth:`run` return when no row is due;
     ``report_interval`` is the seconds between INFO lines with the counts and the backlog (0:
-    none). :meth:`stop` may be called from any thread; :meth:`stats` too.
+    none). ``via="celery"`` hands each row to the Celery workers (``delivery: celery``)
+    instead of delivering it; the row is deleted once the broker took the task.
+    :meth:`stop` may be called from any thread; :meth:`stats` too.
     Raises ConfigError when the app has no ``outbox``.
     """
 
@@ -76,6 +78,7 @@ class Relay:
         concurrency: int | None = None,
         once: bool = False,
         report_interval: float = 60.0,
+        via: str | None = None,
     ):
         settings = app.outbox_settings
         if settings is None:
@@ -90,8 +93,11 @@ class Relay:
         skip_dead = [listener.name for listener in app.listeners if listener.on_dead == "skip"]
         self.outcomes = Outcomes()
         self.claims = Claims(settings, self.relay_id, skip_dead)
+        self.app = app
+        if via not in (None, "celery"):
+            raise ConfigError(f"must be celery (or unset), not {via!r}", "via")
         self.deliveries = Deliveries(
-            app.relay_senders,
+            app.relay_senders if via is None else app.handoff_senders,
             self.outcomes,
             concurrency=self.concurrency,
             batch=settings.batch,
@@ -115,6 +121,18 @@ class Relay:
         self._to_release: list[int] = []
         self._claimed = self._claims = self._released = self._written = 0
         self._reported = (0, 0, 0, 0)
+
+    def reload(self) -> dict[str, list[str]] | None:
+        """Load the app's config again (:meth:`eventisc.App.reload`) and deliver the next rows
+        with the new listeners; on a ConfigError the relay goes on as it was, and the error
+        is logged. Returns what changed (None on error)."""
+        try:
+            changes = self.app.reload()
+        except ConfigError as exc:
+            logger.error("outbox relay %s: reload failed, config kept: %s", self.relay_id, exc)
+            return None
+        self.deliveries.rewire()
+        return changes
 
     def _after_fork(self) -> None:
         # A forked child: the parent's connections, threads and deliveries are not its own.
@@ -386,13 +404,18 @@ def _counts(stats: dict[str, Any]) -> str:
 @contextmanager
 def _signals(relay: Relay, install: bool) -> Iterator[None]:
     """SIGTERM and SIGINT stop ``relay`` while in this block (the main thread only); a second
-    one stops it without waiting for deliveries in flight."""
+    one stops it without waiting for deliveries in flight. SIGHUP reloads its config."""
     if not install or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if hasattr(signal, "SIGHUP"):
+        previous[signal.SIGHUP] = signal.getsignal(signal.SIGHUP)
 
     def handler(signum: int, frame: Any) -> None:
+        if signum == getattr(signal, "SIGHUP", None):  # reload, off the signal handler
+            threading.Thread(target=relay.reload, name="eventisc-relay-reload").start()
+            return
         again = relay._stopping.is_set()
         logger.info(
             "outbox relay %s: %s%s; stopping",

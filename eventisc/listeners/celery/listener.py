@@ -26,6 +26,7 @@ from ..._fork import register
 from ...errors import ConfigError, TemplateError
 from ...notification import Notification
 from ...settings import seconds_option
+from ...tracing import headers as trace_headers
 from ..base import FilterLike, Listener, mask_url
 from .apps import import_app, own_apps, publish_options
 from .errors import translate_error
@@ -162,6 +163,8 @@ class CeleryListener(Listener):
         if payload.get("queue"):
             options["queue"] = payload["queue"]
         options.update(self._publish)
+        if trace := trace_headers(notification):  # the trigger's trace (eventisc.tracing)
+            options["headers"] = {**(options.get("headers") or {}), **trace}
         # What the headers show of the arguments (Flower, logs): Celery would build it with its
         # pure-Python saferepr, a third of a send's time; repr() is C.
         if "argsrepr" not in options:

@@ -1,8 +1,10 @@
-"""Translating the ``http`` kind's driver errors (requests, urllib3, sockets) into eventisc's,
-and a failed answer (a status not counted as success) into an :class:`HTTPStatusError`.
+"""Translating the ``http`` kind's driver errors (urllib3, sockets, and requests on its path)
+into eventisc's, and a failed answer (a status not counted as success) into an
+:class:`HTTPStatusError`.
 
-:func:`translate_error` looks the error up in :data:`_TRANSLATIONS`, which decides, class by
-class, what is transient (``ConnectError``, ``DeliveryTimeout``) and what is not.
+:func:`translate_error` looks the error up in a table (:data:`_URLLIB3_TRANSLATIONS`, and
+requests' rows once requests is loaded), which decides, class by class, what is transient
+(``ConnectError``, ``DeliveryTimeout``) and what is not.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import email.utils
 import math
 import re
 import ssl
+import sys
+from typing import Any
 
-import requests
 import urllib3
 
 from ...errors import ConnectError, DeliveryError, DeliveryTimeout, HTTPStatusError
@@ -34,53 +37,80 @@ _POOL_PREFIX = re.compile(r"^\w+\(host=[^)]*\): ")
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    return isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, OSError))
+    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError, *_requests_errors()))
 
 
-#: (driver errors, eventisc error, what happened), first match wins: subclasses come first.
-_TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[DeliveryError], str], ...] = (
-    ((requests.ConnectTimeout,), DeliveryTimeout, "timed out connecting"),
+Translations = tuple[tuple[tuple[type[BaseException], ...], type[DeliveryError], str], ...]
+
+#: (urllib3 or socket errors, eventisc error, what happened), first match wins: subclasses
+#: come first.
+_URLLIB3_TRANSLATIONS: Translations = (
     # urllib3's NewConnectionError subclasses its ConnectTimeoutError, yet means "refused".
     ((urllib3.exceptions.NewConnectionError,), ConnectError, "could not connect"),
+    ((urllib3.exceptions.ConnectTimeoutError,), DeliveryTimeout, "timed out connecting"),
     (
-        (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError),
+        (urllib3.exceptions.TimeoutError, TimeoutError),
         DeliveryTimeout,
         "timed out waiting for the response",
     ),
     # Retrying does not fix a bad certificate or a TLS/plain-HTTP mismatch.
+    ((urllib3.exceptions.SSLError, ssl.SSLError), DeliveryError, "TLS failed"),
+    ((urllib3.exceptions.ProxyError,), ConnectError, "the proxy failed"),
     (
-        (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError),
-        DeliveryError,
-        "TLS failed",
-    ),
-    (
-        (requests.exceptions.ProxyError, urllib3.exceptions.ProxyError),
-        ConnectError,
-        "the proxy failed",
-    ),
-    (
-        (
-            requests.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.ProtocolError,
-            ConnectionError,
-        ),
+        (urllib3.exceptions.ProtocolError, ConnectionError),
         ConnectError,
         "could not connect or the connection broke",
     ),
-    ((requests.TooManyRedirects,), DeliveryError, "too many redirects"),
-    (
-        (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-            urllib3.exceptions.LocationValueError,
-        ),
-        DeliveryError,
-        "the URL cannot be sent",
-    ),
-    ((requests.RequestException, urllib3.exceptions.HTTPError), DeliveryError, ""),
+    ((urllib3.exceptions.LocationValueError,), DeliveryError, "the URL cannot be sent"),
+    ((urllib3.exceptions.HTTPError,), DeliveryError, ""),
 )
+
+
+def _requests_translations() -> Translations:
+    """requests' errors (on the requests path), ahead of the urllib3 ones they may wrap."""
+    import requests
+
+    return (
+        ((requests.ConnectTimeout,), DeliveryTimeout, "timed out connecting"),
+        ((requests.Timeout,), DeliveryTimeout, "timed out waiting for the response"),
+        ((requests.exceptions.SSLError,), DeliveryError, "TLS failed"),
+        ((requests.exceptions.ProxyError,), ConnectError, "the proxy failed"),
+        (
+            (requests.ConnectionError, requests.exceptions.ChunkedEncodingError),
+            ConnectError,
+            "could not connect or the connection broke",
+        ),
+        ((requests.TooManyRedirects,), DeliveryError, "too many redirects"),
+        (
+            (
+                requests.exceptions.InvalidURL,
+                requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema,
+            ),
+            DeliveryError,
+            "the URL cannot be sent",
+        ),
+        ((requests.RequestException,), DeliveryError, ""),
+    )
+
+
+def _requests_errors() -> tuple[type[BaseException], ...]:
+    """requests' base error when requests is loaded (only the requests path loads it)."""
+    module = sys.modules.get("requests.exceptions")
+    return (module.RequestException,) if module is not None else ()
+
+
+def _translations() -> Translations:
+    """The table for the drivers loaded: requests' rows only once requests is."""
+    global _TRANSLATIONS
+    if _TRANSLATIONS is None:
+        if "requests.exceptions" not in sys.modules:
+            return _URLLIB3_TRANSLATIONS
+        _TRANSLATIONS = _requests_translations() + _URLLIB3_TRANSLATIONS
+    return _TRANSLATIONS
+
+
+_TRANSLATIONS: Translations | None = None
 
 
 def translate_error(
@@ -107,12 +137,13 @@ def translate_error(
             f"settings): {_reason(exc)}"
         )
     matched = exc
-    inner = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
+    wrapper = isinstance(exc, _requests_errors()) and exc.args
+    inner = exc.args[0] if wrapper else None
     inner = getattr(inner, "reason", inner)  # a MaxRetryError carries the real error
     if isinstance(inner, urllib3.exceptions.ReadTimeoutError):
         matched = inner  # requests reports a timeout while reading the body as a ConnectionError
     error, what = next(
-        ((err, w) for classes, err, w in _TRANSLATIONS if isinstance(matched, classes)),
+        ((err, w) for classes, err, w in _translations() if isinstance(matched, classes)),
         (DeliveryError, ""),
     )
     if what == "" and isinstance(matched, OSError) and matched.errno is not None:
@@ -132,7 +163,7 @@ def _reason(exc: BaseException) -> str:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, OSError) and not isinstance(
-            current, (requests.RequestException, urllib3.exceptions.HTTPError)
+            current, (urllib3.exceptions.HTTPError, *_requests_errors())
         ):
             if current.strerror:
                 return current.strerror
@@ -169,9 +200,10 @@ def parse_retry_after(value: str | None, now: datetime.datetime | None = None) -
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def status_error(where: str, response: requests.Response, excerpt: str) -> HTTPStatusError:
-    """The error for an answer whose status is not counted as success; ``excerpt`` is the
-    start of its body. Carries the seconds of its ``Retry-After`` header, if readable."""
+def status_error(where: str, response: Any, excerpt: str) -> HTTPStatusError:
+    """The error for an answer (a requests response or an :class:`~.pool.Answer`) whose status
+    is not counted as success; ``excerpt`` is the start of its body. Carries the seconds of
+    its ``Retry-After`` header, if readable."""
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     message = f"{where}: HTTP {status} {response.reason or ''}".rstrip()

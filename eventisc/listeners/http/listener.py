@@ -1,22 +1,22 @@
 """The ``http`` kind's listener: its options, the request it renders for an event, and the
 delivery of that request.
 
-The listener sends through its :class:`~.session.SessionHolder`, within a deadline for the
-whole attempt, reads the answer's body within ``max_response_bytes``, follows redirects itself
-(:mod:`.redirects`), checks each request's host when the url takes it from event data
-(:mod:`.hosts`) and translates whatever fails below into eventisc's errors (:mod:`.errors`).
+The listener sends through urllib3 (its :class:`~.pool.PoolHolder`), or through requests (a
+:class:`~.session.SessionHolder`) when one of its ``requests_kwargs`` only requests honours;
+within a deadline for the whole attempt; it reads the answer's body within
+``max_response_bytes``, follows redirects itself (:mod:`.redirects`), checks each request's
+host when the url takes it from event data (:mod:`.hosts`) and translates whatever fails
+below into eventisc's errors (:mod:`.errors`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-import requests
-from requests.structures import CaseInsensitiveDict
+from urllib3 import HTTPHeaderDict
 
 from ...cloudevents import (
     JSON_DATA_TYPE,
@@ -31,8 +31,10 @@ from ...errors import ConfigError, DeliveryError, DeliveryTimeout, TemplateError
 from ...masking import MASK
 from ...notification import Notification, new_id
 from ...template import has_fields
+from ...tracing import headers as trace_headers
 from ...webhooks import SIGNATURE_HEADER, Signer
-from ..base import FilterLike, Listener, mask_url
+from ..base import FilterLike, Listener, mask_url, missing_driver
+from .connection import Client, Request, attempt_over, drain, start_attempt
 from .errors import status_error, translate_error
 from .hosts import HostGuard, host_is_templated
 from .options import (
@@ -47,6 +49,7 @@ from .options import (
     check_url_start,
     form_encode,
     may_be_mapping,
+    needs_requests,
     parse_byte_count,
     parse_idempotency_header,
     parse_seconds,
@@ -56,9 +59,9 @@ from .options import (
     set_header,
     take_alias,
 )
+from .pool import DEFAULT_HEADERS, PoolHolder
 from .redirects import REDIRECTS, SAFE_METHODS, follow, followed_statuses
 from .secrets import secret_fields
-from .session import Request, SessionHolder, attempt_over, drain, start_attempt
 
 __all__ = ["HttpListener"]
 
@@ -73,9 +76,10 @@ CLOUDEVENT_TYPE = f"{STRUCTURED_TYPE}; charset=utf-8"
 class HttpListener(Listener):
     """Sends each event as an HTTP request (JSON or form body) and checks the status.
 
-    Each listener owns one requests session (keep-alive, a connection pool sized for
-    concurrent triggers, no cookies kept between notifications), created on first use, again
-    after :meth:`close` and in a forked child.
+    Each listener owns its urllib3 pools (keep-alive, pools sized for concurrent triggers),
+    or, when a ``requests_kwargs`` option only requests honours is given, a requests session
+    (no cookies kept between notifications); created on first use, again after :meth:`close`
+    and in a forked child.
     """
 
     kind = "http"
@@ -149,7 +153,7 @@ class HttpListener(Listener):
             raise ConfigError(f"must be true or false, not {disable_on_gone!r}", "disable_on_gone")
         #: Whether a 410 Gone answer disables the listener (see eventisc.delivery.gone).
         self.disable_on_gone = disable_on_gone
-        self._sessions = SessionHolder(send_kwargs)
+        self._client: Client = self._new_client(send_kwargs)
         #: Signs each attempt (``webhook-*`` headers); None: requests are not signed.
         self._signer: Signer | None = (
             Signer.from_option(signing, "signing") if signing is not None else None
@@ -159,6 +163,26 @@ class HttpListener(Listener):
         self.cloudevents: CloudEvents | None = CloudEvents.from_options(
             format, cloudevents_mode, source, subject, self.template
         )
+
+    def _new_client(self, send_kwargs: dict[str, Any]) -> Client:
+        """The client the listener sends through, decided once: urllib3 unless an option only
+        requests honours is given."""
+        reason = needs_requests(send_kwargs)
+        if reason is None:
+            base = HTTPHeaderDict(DEFAULT_HEADERS)
+            base.update(self._static_headers)  # any case: a static header replaces a default
+            self._base_headers: dict[str, str] = dict(base.items())
+            return PoolHolder(send_kwargs, self.timeout)
+        logger.debug("listener %s sends through requests (it is given %s)", self.name, reason)
+        self._base_headers = dict(self._static_headers)  # the session adds its own
+        try:
+            from .session import SessionHolder
+        except ImportError as exc:
+            raise ConfigError(
+                f"{missing_driver('http', 'requests', 'http')} (requests_kwargs gives {reason})",
+                "requests_kwargs",
+            ) from exc
+        return SessionHolder(send_kwargs, self.timeout)
 
     def _set_sending_options(
         self,
@@ -300,37 +324,37 @@ class HttpListener(Listener):
         each attempt over the body as sent. The whole attempt, redirects included, ends by the
         listener's ``deadline``. Raises :class:`HTTPStatusError` for any other status (a
         redirect not followed included), :class:`DeliveryTimeout`, :class:`ConnectError` or
-        :class:`DeliveryError` (see :func:`translate_error`): whatever fails inside requests
-        comes out as one of these. When the url takes its host from event data, a host (or
+        :class:`DeliveryError` (see :func:`translate_error`): whatever fails inside urllib3 (or
+        requests) comes out as one of these. When the url takes its host from event data, a host (or
         redirect target) that resolves to an internal address not in ``allow_hosts`` is a
         :class:`DeliveryError` (not transient), raised before anything is sent.
         """
         payload = notification.payload
         method, url = payload["method"], payload["url"]
         where = f"{method} {mask_url(url)}"
-        headers = CaseInsensitiveDict(self._static_headers)
+        headers = HTTPHeaderDict(self._base_headers)
         if self.idempotency_header is not None:
             # Set before the rendered headers: a payload that has its own (spooled while the
             # listener's headers named it) keeps it.
             headers[self.idempotency_header] = notification.id
         headers.update(payload.get("headers") or {})
+        headers.update(trace_headers(notification))  # the trigger's trace (eventisc.tracing)
         body = payload.get("body")
         data = body.encode("utf-8") if body is not None else None
         if self._signer is not None:
             # Per attempt: a fresh timestamp, over the exact bytes sent, under the same id.
             headers.update(self._signer.headers(notification.id, data))
-        session = self._sessions.get()
         # Bounds every step of this thread's connections until the answer (and redirects).
         start_attempt(self.deadline)
         request: Request = (method, url, data, headers)
-        response, excerpt = self._exchange(session, request, where)
+        response, excerpt = self._exchange(request, where)
         status = response.status_code
         if status in self.success_status:
             logger.debug("%s: HTTP %s", where, status)
             return f"HTTP {status}"
         if status in REDIRECTS and response.headers.get("Location"):
             return follow(
-                functools.partial(self._exchange, session),
+                self._exchange,
                 request,
                 response,
                 excerpt,
@@ -340,34 +364,18 @@ class HttpListener(Listener):
             )
         raise status_error(where, response, excerpt)
 
-    def _exchange(
-        self,
-        session: requests.Session,
-        request: Request,
-        where: str,
-        foreign: bool = False,
-    ) -> tuple[requests.Response, str]:
+    def _exchange(self, request: Request, where: str, foreign: bool = False) -> tuple[Any, str]:
         """Send ``request``; return the response (closed) and the start of its body, read
         within ``max_response_bytes``. Raises the eventisc error when no answer came.
 
         ``foreign``: the url is on another origin than the listener's request was for (a
         redirect): the configured credentials are left out.
         """
-        method, url, data, headers = request
         if self._guard is not None:
-            self._guard.check(url, where)  # every hop: a redirect may point anywhere
-        sessions = self._sessions
+            self._guard.check(request[1], where)  # every hop: a redirect may point anywhere
         try:
-            settings = sessions.foreign_settings(url) if foreign else sessions.settings(url)
-            response = session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=self.timeout,
-                stream=True,  # read the body ourselves, bounded, after checking the status
-                **settings,
-            )
+            # The body is left unread: read here, bounded, after checking the status.
+            response = self._client.send(request, foreign)
         except Exception as exc:
             raise self._failure(exc, where) from exc
         with response:
@@ -418,5 +426,5 @@ class HttpListener(Listener):
         return f"{self.method} {mask_url(str(self._url.source))}"
 
     def close(self) -> None:
-        """Close the session's connections; the next delivery opens a new session."""
-        self._sessions.close()
+        """Close the client's connections; the next delivery opens new ones."""
+        self._client.close()

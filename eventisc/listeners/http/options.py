@@ -32,6 +32,7 @@ __all__ = [
     "MAX_SECONDS",
     "METHODS",
     "PASSED",
+    "REQUESTS_ONLY",
     "check_header_name",
     "check_url",
     "check_url_start",
@@ -39,6 +40,7 @@ __all__ = [
     "form_encode",
     "form_pairs",
     "may_be_mapping",
+    "needs_requests",
     "parse_byte_count",
     "parse_idempotency_header",
     "parse_seconds",
@@ -76,8 +78,10 @@ _CONTROLLED = {
     "files": "the listener sends a JSON or form body",
     "stream": "the listener reads every response itself",
 }
-#: requests_kwargs passed on to requests.
-PASSED = ("headers", "auth", "verify", "cert", "proxies", "cookies")
+#: requests_kwargs passed on to the client (urllib3, or requests for what only it honours).
+PASSED = ("headers", "auth", "verify", "cert", "proxies", "cookies", "hooks", "adapters")
+#: requests_kwargs only requests can honour: a listener given one sends through requests.
+REQUESTS_ONLY = ("cookies", "hooks", "adapters")
 #: requests_kwargs that are another name for a listener option (the listener reads them).
 ALIASES = {"timeout": "timeout", "allow_redirects": "follow_redirects"}
 #: Headers that carry credentials: not sent on to another origin after a redirect.
@@ -112,7 +116,7 @@ HTTP_SCHEMA: dict[str, Any] = {
             "description": "Templated http:// or https:// URL. `{query_string}` inserts the "
             "encoded `query_kwargs`; without it they are appended after `?` (or `&`). Checked "
             "when the config is loaded as far as it is constant (a host, a port from 1 to "
-            "65535, an IPv6 host in brackets, no spaces or control characters, what requests "
+            "65535, an IPv6 host in brackets, no spaces or control characters, what urllib3 "
             "would refuse), and after rendering otherwise. A password in it is shown as `***`.",
         },
         "method": {
@@ -250,12 +254,17 @@ HTTP_SCHEMA: dict[str, Any] = {
         **CLOUDEVENTS_PROPERTIES,
         "requests_kwargs": {
             **_MAPPING,
-            "description": "Passed to requests: " + ", ".join(f"`{k}`" for k in PASSED) + "; "
-            "and `timeout` and `allow_redirects`, other names for the listener's `timeout` and "
-            "`follow_redirects` (give one name or the other, not both). "
+            "description": "Options of the request, named as requests names them: "
+            + ", ".join(f"`{k}`" for k in PASSED)
+            + "; and `timeout` and `allow_redirects`, other names for the listener's `timeout` "
+            "and `follow_redirects` (give one name or the other, not both). "
             + ", ".join(f"`{k}`" for k in _CONTROLLED)
             + " are set by the listener and "
-            "refused, as are unknown keys. Every value is checked when the config is loaded.",
+            "refused, as are unknown keys. Every value is checked when the config is loaded. "
+            "The listener sends through urllib3; requests-only options (marked so below: "
+            + ", ".join(f"`{k}`" for k in REQUESTS_ONLY)
+            + ", an `auth` object from Python) make it send through requests instead "
+            "(`pip install 'eventisc[http]'`). See [Clients](#clients).",
             "properties": {
                 "headers": {
                     **_MAPPING,
@@ -267,7 +276,8 @@ HTTP_SCHEMA: dict[str, Any] = {
                     "minItems": 2,
                     "maxItems": 2,
                     "description": "`[user, password]` for HTTP Basic auth (a YAML list "
-                    "becomes the tuple requests expects); latin-1 text without line breaks.",
+                    "becomes the tuple requests expects); latin-1 text without line breaks. "
+                    "From Python, a requests auth object (requests only).",
                 },
                 "verify": {
                     "type": ["boolean", "string"],
@@ -296,7 +306,18 @@ HTTP_SCHEMA: dict[str, Any] = {
                 "cookies": {
                     **_MAPPING,
                     "description": "Cookies (name: text without control characters or `;`) "
-                    "sent with every request to the url's origin.",
+                    "sent with every request to the url's origin (requests only).",
+                },
+                "hooks": {
+                    **_MAPPING,
+                    "description": "From Python, requests' hooks: `{response: callable or "
+                    "[callables]}`, each called with every response (requests only).",
+                },
+                "adapters": {
+                    **_MAPPING,
+                    "description": "From Python, requests transport adapters to mount on the "
+                    "listener's session: `{url prefix: adapter}` (requests only). The "
+                    "`deadline` bounds only the listener's own connections.",
                 },
                 "timeout": {
                     "description": "Another name for the listener's `timeout` (give only one "
@@ -421,18 +442,27 @@ def url_problem(url: str, scheme_only: bool = False) -> str | None:
 
 
 def _requests_problem(url: str) -> str | None:
-    """What requests (or urllib3, when connecting) would refuse in ``url``, found now."""
-    from requests.exceptions import RequestException
-    from requests.models import PreparedRequest
+    """What urllib3 (or requests) would refuse in ``url`` when sending, found now."""
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
 
     try:
-        prepared = PreparedRequest()
-        prepared.prepare_url(url, None)
-        host = urlsplit(str(prepared.url)).hostname or ""
+        host = parse_url(url).host or ""
+        if host.startswith(("*", ".")):
+            raise ValueError(f"Invalid URL {url!r}: the host starts with {host[0]!r}")
         host.encode("idna")  # as urllib3 does before connecting: empty or too long labels
-    except (RequestException, ValueError) as exc:  # UnicodeError and LocationParseError too
+    except (LocationParseError, ValueError) as exc:  # UnicodeError too
         return f"is not a valid URL: {mask_url(str(exc))}"
     return None
+
+
+def needs_requests(options: Mapping[str, Any]) -> str | None:
+    """Why the checked ``requests_kwargs`` need requests to send (a requests-only option, an
+    auth object), or None when urllib3 can honour them all."""
+    given = [f"`{k}`" for k in REQUESTS_ONLY if options.get(k) is not None]
+    if callable(options.get("auth")):
+        given.append("an `auth` object")
+    return ", ".join(given) or None
 
 
 def may_be_mapping(data: Any) -> bool:
@@ -706,8 +736,37 @@ def _cookies(cookies: Any, path: str) -> dict[str, str]:
     return dict(cookies)
 
 
+def _hooks(hooks: Any, path: str) -> dict[str, list[Any]]:
+    if not isinstance(hooks, Mapping):
+        raise ConfigError("hooks must be a mapping of `response` to callables", path)
+    checked: dict[str, list[Any]] = {}
+    for event, given in hooks.items():
+        if event != "response":
+            raise ConfigError(f"requests has no {event!r} hook (only `response`)", path)
+        callables = list(given) if isinstance(given, (list, tuple)) else [given]
+        if not all(callable(c) for c in callables):
+            raise ConfigError("a hook must be a callable (from Python)", f"{path}.{event}")
+        checked[event] = callables
+    return checked
+
+
+def _adapters(adapters: Any, path: str) -> dict[str, Any]:
+    if not isinstance(adapters, Mapping):
+        raise ConfigError("adapters must be a mapping of url prefixes to adapters", path)
+    for prefix, adapter in adapters.items():
+        if not isinstance(prefix, str) or not callable(getattr(adapter, "send", None)):
+            raise ConfigError(
+                "an adapter is a requests transport adapter (from Python), mounted on a url "
+                "prefix such as `https://`",
+                f"{path}.{prefix}",
+            )
+    return dict(adapters)
+
+
 #: The requests_kwargs checked at load, with their check.
 _CHECKS = {
+    "adapters": _adapters,
+    "hooks": _hooks,
     "auth": _auth,
     "verify": _verify,
     "cert": _cert,

@@ -1,6 +1,6 @@
 """Following redirects within one attempt of the ``http`` kind.
 
-The listener's session leaves redirects alone (requests would turn a POST into a body-less GET,
+The listener's client leaves redirects alone (requests would turn a POST into a body-less GET,
 send credentials on to another scheme or port, and read every redirect's body to its end);
 :func:`follow` follows them instead: the method and body are kept, credentials go only to the
 request's own origin, and at most :data:`~.options.MAX_REDIRECTS` are followed, all within the
@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
-from requests.structures import CaseInsensitiveDict
+from urllib3 import HTTPHeaderDict
 
 from ...errors import DeliveryError, HTTPStatusError
 from ..base import mask_url
+from .connection import Request
 from .errors import status_error
 from .options import CREDENTIAL_HEADERS, MAX_REDIRECTS, url_problem
-from .session import Request
 
 __all__ = ["REDIRECTS", "SAFE_METHODS", "Exchange", "follow", "followed_statuses"]
 
@@ -35,7 +35,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 #: ``exchange(request, where, foreign)``: send one hop, return the response and the start of
 #: its body (see ``HttpListener._exchange``); ``foreign``: the url is on another origin.
-Exchange = Callable[[Request, str, bool], "tuple[requests.Response, str]"]
+#: The response is a requests response or an :class:`~.pool.Answer`: both have
+#: ``status_code``, ``reason`` and ``headers``.
+Exchange = Callable[[Request, str, bool], "tuple[Any, str]"]
 
 
 def followed_statuses(method: str, follow_redirects: bool) -> frozenset[int]:
@@ -50,7 +52,7 @@ def followed_statuses(method: str, follow_redirects: bool) -> frozenset[int]:
 def follow(
     exchange: Exchange,
     request: Request,
-    response: requests.Response,
+    response: Any,
     excerpt: str,
     where: str,
     *,
@@ -93,7 +95,7 @@ def follow(
 def _not_followed(
     where: str,
     request: tuple[str, str],
-    response: requests.Response,
+    response: Any,
     excerpt: str,
     follow_redirects: bool,
 ) -> HTTPStatusError:
@@ -128,7 +130,7 @@ def _origin(url: str) -> tuple[str, str, int]:
         return url, "", 0  # matches no other url: credentials stay behind
 
 
-def _location(response: requests.Response) -> str:
+def _location(response: Any) -> str:
     location = response.headers.get("Location") or ""
     try:
         # http.client reads headers as latin-1; a non-ASCII Location is far more often UTF-8.
@@ -137,7 +139,7 @@ def _location(response: requests.Response) -> str:
         return location
 
 
-def _redirect_target(url: str, response: requests.Response, where: str) -> str:
+def _redirect_target(url: str, response: Any, where: str) -> str:
     """The url ``response`` redirects to; :class:`DeliveryError` if it is no http(s) URL."""
     location = _location(response)
     target = urljoin(url, location)
@@ -150,7 +152,7 @@ def _redirect_target(url: str, response: requests.Response, where: str) -> str:
     return target
 
 
-def _without_credentials(headers: CaseInsensitiveDict[str]) -> CaseInsensitiveDict[str]:
+def _without_credentials(headers: HTTPHeaderDict) -> HTTPHeaderDict:
     kept = headers.copy()
     for name in CREDENTIAL_HEADERS:
         kept.pop(name, None)

@@ -35,6 +35,7 @@ from ...notification import Notification, new_id
 from ...pool import QueuedPool
 from ...settings import count_option, seconds_option
 from ...template import compile_template
+from ...tracing import amqp_properties
 from ..base import Listener
 from .connection import PooledConnection, breaks_connection, close_connection, connection_died
 from .errors import translate_error
@@ -268,7 +269,7 @@ class RabbitListener(Listener):
         once, on a fresh one.
         """
         p = notification.payload
-        basic_properties = self._basic_properties(notification)
+        basic_properties = amqp_properties(self._basic_properties(notification), notification)
         args = (p["exchange"], p["routing_key"], p["body"], basic_properties, p["mandatory"])
         pool = self._pool
         try:
@@ -345,7 +346,7 @@ class RabbitListener(Listener):
             return
         p = notification.payload
         try:
-            basic_properties = self._basic_properties(notification)
+            basic_properties = amqp_properties(self._basic_properties(notification), notification)
         except DeliveryError as exc:
             call_done(done, None, exc)
             return

@@ -1,0 +1,1 @@
+"""Integrations with frameworks a service already runs (each imports its framework itself)."""

@@ -1,0 +1,200 @@
+"""The Celery send step: a notification becomes an ``eventisc.deliver`` task for the workers.
+
+:class:`Handoff` holds the Celery app the tasks go through (the service's, named by
+``celery_delivery.app``, or eventisc's own for ``celery_delivery.broker_url``, with publisher
+confirms on RabbitMQ) and publishes one task per notification, bounded by
+``celery_delivery.timeout``. :class:`ToCelery` is a route's step: it encodes the rendered
+payload (bytes and secrets kept, as in the spool and the outbox), sends the task with the
+notification id as its task id, and records the delivery as ``outboxed`` once the broker took
+it. A broker that refuses it or cannot be reached is the listener's failure: logged, counted,
+kept dead in the spool when the app has one, reported by ``dispatch``.
+
+An outbox relay may hand its rows to the workers the same way (``eventisc relay --via
+celery``): :class:`HandoffListener` stands for each listener, :class:`HandedLayer` records
+each row handed off (the relay deletes it) or hands it off again later.
+
+The task's arguments (:data:`TASK_NAME`): notification id, listener name, encoded payload, event
+name, attempts made so far. A worker (:mod:`eventisc.contrib.celery`) delivers it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .._spool_codec import encode_payload
+from ..notification import Notification
+from ..report import Delivery
+from .outcomes import FINAL, Failure, RetryAfter, Sent
+from .recording import release_frames
+from .sender import Layer, Result
+from .spooling import keep_dead, spool_call
+
+if TYPE_CHECKING:
+    from ..listeners.base import Listener
+    from ..settings import CeleryDeliverySettings, RetryPolicy
+    from ..spool import Spool
+    from .recording import Recorder
+
+__all__ = ["TASK_NAME", "HandedLayer", "Handoff", "HandoffListener", "ToCelery"]
+
+logger = logging.getLogger(__name__)
+
+#: The name of the task a worker runs for each notification.
+TASK_NAME = "eventisc.deliver"
+
+
+class Handoff:
+    """Sends ``eventisc.deliver`` tasks through the app ``settings`` name; thread-safe. The
+    app's connection is made on the first send (and again in a forked child)."""
+
+    def __init__(self, settings: CeleryDeliverySettings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._publisher: Listener | None = None
+        self.publisher()  # a bad `app` or `broker_url` is a ConfigError at load
+
+    def publisher(self) -> Listener:
+        """The celery listener the tasks are published with (its bounded, confirmed publish
+        and its translation of broker errors)."""
+        if self._publisher is None:
+            with self._lock:
+                if self._publisher is None:
+                    self._publisher = self._build()
+        return self._publisher
+
+    def _build(self) -> Listener:
+        from ..errors import ConfigError
+        from ..listeners.celery import CeleryListener  # celery: only for apps that use it
+
+        settings = self.settings
+        try:
+            return CeleryListener(
+                event_name="*",
+                task_name=TASK_NAME,
+                queue=settings.queue,
+                broker_url=settings.broker_url,
+                celery_app=settings.app,
+                timeout=settings.timeout,
+                name="celery_delivery",
+            )
+        except ConfigError as exc:
+            raise exc.within("celery_delivery") from None
+
+    def send(self, notification: Notification, text: str, attempts: int = 0) -> Any:
+        """Publish the task for ``notification`` (its payload already encoded as ``text``);
+        return once the broker took it. Raises the publisher's DeliveryError."""
+        task = Notification(
+            notification.listener,
+            "celery",
+            notification.event_name,
+            {
+                "task_name": TASK_NAME,
+                "args": [
+                    notification.id,
+                    notification.listener,
+                    text,
+                    notification.event_name,
+                    attempts,
+                ],
+                "kwargs": {},
+                "queue": self.settings.queue,
+                "options": {},
+            },
+            notification.id,
+            trace=notification.trace,  # the task message carries the trigger's trace too
+        )
+        return self.publisher().deliver(task)
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+
+
+class ToCelery:
+    """Hand the notification to the Celery workers (see the module docstring)."""
+
+    __slots__ = ("listener", "recorder", "handoff", "spool")
+
+    def __init__(
+        self, listener: Listener, recorder: Recorder, handoff: Handoff, spool: Spool | None
+    ):
+        self.listener = listener
+        self.recorder = recorder
+        self.handoff = handoff
+        self.spool = spool
+
+    def send(
+        self, notification: Notification, start: float, sink: list[Delivery] | None
+    ) -> bool | BaseException:
+        delivery = Delivery(self.listener, notification)
+        delivery.attempts = 1
+        if sink is not None:
+            sink.append(delivery)
+        try:
+            text = encode_payload(notification.payload, self.listener.name, notification.trace)
+            detail = self.handoff.send(notification, text)
+        except Exception as exc:
+            return self._failed(delivery, exc)
+        self.recorder.finish(delivery, "outboxed", detail=f"queued for the workers: {detail}")
+        return True
+
+    def _failed(self, delivery: Delivery, exc: Exception) -> BaseException:
+        status = "failed"
+        spool = self.spool
+        if spool is not None:
+            text = f"{type(exc).__name__}: {exc}"
+            if spool_call(spool, "keep a failed notification in", keep_dead, spool, delivery,
+                          text, "failed"):  # fmt: skip
+                status = "spooled"
+        return self.recorder.give_up(delivery, exc, status)
+
+
+class HandoffListener:
+    """Stands for ``listener`` in an outbox relay that hands its rows to Celery
+    (``eventisc relay --via celery``): its ``deliver`` sends the ``eventisc.deliver`` task
+    instead of delivering. Same name and kind, so the relay's rows find it."""
+
+    def __init__(self, listener: Listener, handoff: Handoff):
+        self.listener = listener
+        self.handoff = handoff
+        self.name = listener.name
+        self.kind = listener.kind
+
+    def deliver(self, notification: Notification) -> Any:
+        text = encode_payload(notification.payload, self.name, notification.trace)
+        return self.handoff.send(notification, text)
+
+    def delivers_async(self) -> bool:
+        return False
+
+
+class HandedLayer(Layer):
+    """The outermost layer of a relay's hand-offs: a task the broker took is recorded as
+    ``outboxed`` (the relay deletes its row); a broker that did not take it leaves the row to
+    be handed off again after the policy's delay, however many times (the broker is down, not
+    the receiver)."""
+
+    def __init__(self, recorder: Recorder, policy: RetryPolicy):
+        self.recorder = recorder
+        self.policy = policy
+
+    def after(self, delivery: Delivery, result: Result) -> Result:
+        if type(result) is Sent:
+            detail = f"queued for the workers: {result.detail}"
+            self.recorder.finish(delivery, "outboxed", detail=detail)
+            return FINAL
+        if type(result) is Failure:
+            error = result.error
+            delay = self.policy.delay(max(delivery.attempts, 1), error)
+            logger.warning(
+                "listener %r: could not hand notification %s to Celery (%s); again in %.1fs",
+                self.recorder.listener.name,
+                delivery.notification.id if delivery.notification is not None else "?",
+                error,
+                delay,
+            )
+            release_frames(error)
+            return RetryAfter(delay)
+        return result
