@@ -38,9 +38,13 @@ class QuietHandler(BaseHTTPRequestHandler):
 def run(handler: type[BaseHTTPRequestHandler]) -> None:
     """Serve ``handler`` on a free port of 127.0.0.1: print ``PORT <n>``, then serve until
     standard input closes (the parent closed it, or died)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
     server.daemon_threads = True
+    # Before listen(): its backlog (5 by default) would drop the SYNs of clients opening
+    # several connections at once, which then wait a second to try again.
     server.request_queue_size = 128
+    server.server_bind()
+    server.server_activate()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()

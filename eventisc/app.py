@@ -14,7 +14,6 @@ import atexit
 import functools
 import logging
 import os
-import sys
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from time import monotonic
@@ -50,9 +49,11 @@ from .settings import (
     check_mode,
     seconds_option,
 )
-from .tracing import OTEL_TRACE
+from .tracing import configured as traced
 from .tracing import fire as traced_fire
 from .tracing import step as traced_step
+from .tracing import watch as watch_tracing
+from .tracing import when_armed as when_tracing_armed
 
 if TYPE_CHECKING:
     from .delivery.breaker import CircuitBreaker
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
 __all__ = ["App", "Interceptor", "ListenerLike"]
 
 logger = logging.getLogger(__name__)
-_modules = sys.modules
 
 #: Top-level options that may also be given as objects from Python.
 _OBJECT_OPTIONS = ("retry", "dispatcher", "spool", "outbox", "celery_delivery", "json_default")
@@ -492,13 +492,10 @@ class App:
         self, name: str, data: Any, sink: list[Delivery] | None, trace: dict[str, str] | None = None
     ) -> int:
         """Route → filter → render → send, for each route of ``name``; the outcomes go to
-        ``sink`` (a list of deliveries, or None: only counted). With a tracer provider
-        configured, all that runs in the trigger's span, ``trace`` its context."""
+        ``sink`` (a list of deliveries, or None: only counted); ``trace``: the context of the
+        trigger's span, when traced (see :meth:`_traced_fire`)."""
         if not self._started:
             self._start()
-        otel = _modules.get(OTEL_TRACE)  # a tracer provider: OpenTelemetry loaded, and one set
-        if otel is not None and otel._TRACER_PROVIDER is not None and trace is None:
-            return traced_fire(functools.partial(App._fire, self), name, data, sink)
         self._triggered()
         routes = self._router.match(name)
         if not routes:
@@ -532,6 +529,17 @@ class App:
         if failures:
             self._failed(name, failures, notified)
         return notified
+
+    _untraced_fire = _fire
+
+    def _traced_fire(
+        self, name: str, data: Any, sink: list[Delivery] | None, trace: dict[str, str] | None = None
+    ) -> int:
+        # App._fire once a tracer provider may be set (eventisc.tracing.when_armed): until
+        # then a trigger makes no check at all. With one set, the trigger runs in its span.
+        if trace is None and traced():
+            return traced_fire(functools.partial(App._untraced_fire, self), name, data, sink)
+        return App._untraced_fire(self, name, data, sink, trace)
 
     def _failed(self, name: str, failures: list[tuple[str, BaseException]], notified: int) -> None:
         # Every failure was logged already; with raise_errors the caller hears of them too.
@@ -615,6 +623,7 @@ class App:
 
     def _start(self) -> None:
         self._started = True
+        watch_tracing()  # OpenTelemetry loaded by now, should the import hook have missed it
         self._run_app_hooks("started")
 
     def stats(self) -> dict[str, Any]:
@@ -819,6 +828,9 @@ def _outbox_backlog(settings: OutboxSettings, writer: OutboxWriter | None) -> di
     except OutboxError as exc:
         return {"table": settings.table, "error": str(exc)}
 
+
+# A trigger checks for a tracer provider only once OpenTelemetry's set_tracer_provider ran.
+when_tracing_armed(lambda: setattr(App, "_fire", App._traced_fire))
 
 #: Apps delivering in the background, closed (so their queues drain) when Python exits.
 _background_apps: weakref.WeakSet[App] = weakref.WeakSet()

@@ -393,6 +393,41 @@ def test_silent_broker_and_dead_pooled_connection_are_bounded(celery_worker, lis
 
 
 @rabbitmq_only
+def test_each_thread_sends_on_one_connection_of_its_own(celery_worker, listeners):
+    # Given two listeners of one broker, used by 3 threads, 10 sends each, through a relay
+    # counting connections,
+    proxy = FaultRelay(("127.0.0.1", RABBITMQ_PORT))
+    try:
+        pair = [
+            celery_listener(
+                None,
+                broker_url=f"amqp://guest:guest@{proxy.address}//",
+                queue=celery_worker.queue(),
+                task_args=["{event_data}"],
+            )
+            for _ in range(2)
+        ]
+        listeners.extend(pair)
+        details: list[str] = []
+
+        def sender(n: int) -> None:
+            details.extend(send(pair[i % 2], "e", n * 100 + i) for i in range(10))
+
+        threads = [threading.Thread(target=sender, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        # then every task arrives, and each thread made one connection, kept for its sends
+        # through both listeners.
+        received = sorted(celery_worker.sent(d)["args"][0] for d in details)
+        assert received == sorted(n * 100 + i for n in range(3) for i in range(10))
+        assert proxy.accepted == 3
+    finally:
+        proxy.close()
+
+
+@rabbitmq_only
 def test_unserializable_arguments_are_a_template_error(celery_worker, listeners):
     listener = celery_listener(
         celery_worker, queue=celery_worker.queue(), task_kwargs={"obj": "{event_data['obj']}"}

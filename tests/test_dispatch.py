@@ -79,6 +79,36 @@ def test_workers_scale_up_under_a_burst_and_back_down_after(receiver):
     app.close()
 
 
+def test_a_burst_gets_its_workers_at_once_not_at_the_next_monitor_round(receiver):
+    receiver.default = Response(delay=0.5)
+    # Given a monitor whose rounds are far apart
+    settings = {"min_workers": 1, "max_workers": 4, "monitor_interval": 30}
+    app = background_app(receiver.url, dispatcher=settings)
+    dispatcher = app._deliverer.dispatcher
+    # When a burst finds no idle worker
+    start = time.monotonic()
+    for i in range(4):
+        app.trigger("e", {"i": i})
+    # Then the workers start now: the four take 0.5 s side by side, not 2 s one by one
+    assert app.flush(1.5)
+    assert time.monotonic() - start < 1.5
+    assert dispatcher.peak_workers == 4
+    app.close()
+
+
+def test_one_delivery_at_a_time_keeps_one_worker(receiver):
+    app = background_app(receiver.url, dispatcher={"max_workers": 8, "monitor_interval": 0.02})
+    dispatcher = app._deliverer.dispatcher
+    for i in range(10):
+        app.trigger("e", {"i": i})
+        assert app.flush(5)
+        time.sleep(0.01)
+    # An idle worker took each one: no more were started
+    assert dispatcher.peak_workers == 1
+    assert len(receiver.requests) == 10
+    app.close()
+
+
 def test_a_retry_waits_without_holding_a_worker():
     failing, healthy = Receiver(), Receiver()
     try:

@@ -31,6 +31,7 @@ from eventisc import (
     TemplateError,
 )
 from eventisc.listeners.http import HttpListener, parse_retry_after, translate_error
+from eventisc.listeners.http import listener as http_listener
 
 from .faults import free_port
 from .receiver import Response
@@ -159,6 +160,45 @@ def test_templated_headers_merge_over_requests_kwargs_headers(receiver):
     assert "x-absent" not in headers  # a header rendering to None is left out
     assert headers["content-type"] == "application/vnd.test+json"
     assert headers["user-agent"].startswith("eventisc/")
+
+
+def test_a_header_named_in_another_case_is_sent_once_as_last_named(receiver):
+    app = eventisc.create_app(
+        listeners=[
+            http(
+                receiver.url,
+                data={"a": 1},
+                requests_kwargs={"headers": {"X-Over": "old", "accept": "text/plain"}},
+                headers={"x-over": "{event_name}", "ACCEPT": "application/json"},
+            )
+        ]
+    )
+    assert app.trigger("e", {}) == 1
+    received = receiver.wait_for(1)[0].headers
+    assert {k: v for k, v in received.items() if k.lower() in ("x-over", "accept")} == {
+        "x-over": "e",
+        "ACCEPT": "application/json",
+    }
+    assert [k.lower() for k in received].count("idempotency-key") == 1
+
+
+@pytest.mark.parametrize(
+    "base, extras",
+    [
+        ({"Accept": "*/*"}, ({"Idempotency-Key": "1"}, {"Content-Type": "a"}, {}, {})),
+        ({"Accept": "*/*"}, ({"Accept": "x"}, {"accept": "y"}, {"X-A": "1"}, {})),
+        ({"X-A": "1", "x-a": "2"}, ({}, {"X-B": "3"}, {}, {})),
+        ({"Accept": "*/*"}, ({"X-A": "1"}, {"x-a": "2", "X-A": "3"}, {}, {"X-a": "4"})),
+    ],
+)
+def test_request_headers_merge_as_an_http_header_dict_would(base, extras):
+    # The reference: an HTTPHeaderDict updated in turn (names in any case, the last naming
+    # kept, in the place of the first).
+    expected = urllib3.HTTPHeaderDict(base)
+    for extra in extras:
+        expected.update(extra)
+    merged = http_listener._merged(base, http_listener._lower_names(base), extras)
+    assert list(merged.items()) == list(expected.items())
 
 
 def test_a_header_value_with_a_line_break_is_a_template_error(receiver):

@@ -92,6 +92,8 @@ def test_a_trigger_and_its_http_attempt_are_spans_and_the_receiver_continues_the
     attrs = dict(attempt.attributes or {})
     assert attrs["http.request.method"] == "POST"
     assert attrs["server.address"] == "127.0.0.1"
+    assert attrs["server.port"] == receiver.port
+    assert attrs["url.full"] == receiver.url + "/hook"
     assert attrs["http.response.status_code"] == 200
     assert attrs["eventisc.listener"] == app.listeners[0].name
     assert (attrs["eventisc.attempt"], attrs["eventisc.outcome"]) == (1, "delivered")
@@ -100,6 +102,45 @@ def test_a_trigger_and_its_http_attempt_are_spans_and_the_receiver_continues_the
     assert continued.is_valid
     assert continued.trace_id == root.context.trace_id
     assert continued.span_id == attempt.context.span_id
+
+
+def test_url_full_shows_no_credentials_nor_secrets(spans, receiver, monkeypatch):
+    # Given a URL with a user and password, a signed query and a token taken from the
+    # environment
+    monkeypatch.setenv("HOOK_TOKEN", "t0ken-from-env")
+    url = receiver.url.replace("://", "://ada:pa55word@") + "/hook?sig=abc123&n=1"
+    listener = {
+        "kind": "http",
+        "event_name": "e",
+        "url": url + "&t=${HOOK_TOKEN}",
+    }
+    with eventisc.create_app(config_file={"listeners": [listener]}) as app:
+        assert app.trigger("e") == 1
+    [request] = receiver.wait_for(1)
+    assert request.query["t"] == ["t0ken-from-env"]  # sent as it is
+    [attempt] = named(spans, "POST")
+    full = attempt.attributes["url.full"]
+    # Then url.full shows where it went, with neither of them
+    host = receiver.url.split("://")[1]
+    assert full == f"http://REDACTED:REDACTED@{host}/hook?sig=REDACTED&n=1&t=***"
+    assert attempt.attributes["server.port"] == receiver.port
+
+
+def test_url_full_and_server_port_follow_the_semantic_conventions():
+    def described(url: str) -> dict[str, Any]:
+        notification = Notification("l", "http", "e", {"method": "post", "url": url})
+        return tracing.attributes(notification)[2]
+
+    https = described("https://u:p@example.com/a?X-Amz-Signature=s&page=2#part")
+    assert (
+        https["url.full"]
+        == "https://REDACTED:REDACTED@example.com/a?X-Amz-Signature=REDACTED&page=2"
+    )
+    assert (https["server.address"], https["server.port"]) == ("example.com", 443)
+    plain = described("http://[::1]:8080/x?token=&q")
+    assert plain["url.full"] == "http://[::1]:8080/x?token=REDACTED&q"
+    assert (plain["server.address"], plain["server.port"]) == ("::1", 8080)
+    assert "url.full" not in described("http://host:notaport/")
 
 
 def test_each_failed_attempt_is_a_span_with_the_status_as_its_error_type(spans, receiver):
@@ -262,6 +303,66 @@ def test_the_amqp_message_carries_the_trace_in_its_headers(spans, broker: Broker
     assert parent_of(properties.headers).span_id == attempt.context.span_id
 
 
+def _pipelined(broker: Broker, queue: str, exchange: str = "") -> dict[str, Any]:
+    return {
+        "kind": "rabbit",
+        "event_name": "user_created",
+        "url": broker.url,
+        "queue_kwargs": {"queue": {"queue": queue}},
+        "publish_kwargs": {"exchange": exchange, "routing_key": queue},
+    }
+
+
+def test_a_pipelined_publish_is_an_attempt_span_ended_by_the_confirm(spans, broker: Broker):
+    queue = broker.name()
+    with eventisc.create_app(listeners=[_pipelined(broker, queue)], delivery="background") as app:
+        report = app.dispatch("user_created", {"id": 1})
+        assert report.wait(10)
+        [delivery] = report.deliveries
+        assert delivery.status == "delivered"
+        assert app.listeners[0].pool.stats().created == 0  # the pipelined publisher sent it
+        # The span ended when the broker confirmed: before the delivery was resolved.
+        [attempt] = named(spans, "publish")
+    [(_, properties, _)] = broker.get(queue)
+    root = one_trigger(spans)
+    assert attempt.kind is SpanKind.PRODUCER
+    assert attempt.parent is not None and attempt.parent.span_id == root.context.span_id
+    assert attempt.context.trace_id == root.context.trace_id
+    attrs = dict(attempt.attributes or {})
+    assert attrs["messaging.system"] == "rabbitmq"
+    assert attrs["messaging.operation.name"] == "publish"
+    assert attrs["messaging.destination.name"] == ""
+    assert attrs["messaging.rabbitmq.destination.routing_key"] == queue
+    assert attrs["messaging.message.id"] == properties.message_id == delivery.notification.id
+    assert attrs["eventisc.listener"] == app.listeners[0].name
+    assert (attrs["eventisc.attempt"], attrs["eventisc.outcome"]) == (1, "delivered")
+    assert "error.type" not in attrs
+    assert attempt.status.status_code is not trace.StatusCode.ERROR
+    assert parent_of(properties.headers).span_id == attempt.context.span_id
+
+
+def test_a_pipelined_publish_the_broker_refuses_is_a_failed_attempt_span(spans, broker: Broker):
+    queue = broker.name()
+    missing = f"{queue}-missing"
+    listener = _pipelined(broker, queue, exchange=missing)
+    with eventisc.create_app(listeners=[listener], delivery="background") as app:
+        report = app.dispatch("user_created", {"id": 1})
+        assert report.wait(10)
+    [delivery] = report.deliveries
+    assert delivery.status == "failed" and delivery.error is not None
+    [attempt] = named(spans, "publish")
+    assert attempt.name == f"publish {missing}"
+    assert (
+        attempt.parent is not None and attempt.parent.span_id == one_trigger(spans).context.span_id
+    )
+    error = type(delivery.error)
+    assert attempt.attributes["error.type"] == f"{error.__module__}.{error.__qualname__}"
+    assert attempt.attributes["eventisc.outcome"] == "failed"
+    assert attempt.attributes["messaging.destination.name"] == missing
+    assert attempt.status.status_code is trace.StatusCode.ERROR
+    assert [event.name for event in attempt.events] == ["exception"]
+
+
 # -- Celery -------------------------------------------------------------------------------------
 
 
@@ -360,6 +461,75 @@ def test_with_opentelemetry_loaded_but_no_provider_a_trigger_imports_nothing_mor
     assert "opentelemetry.trace" in before
     assert "opentelemetry.propagate" not in before
     assert "opentelemetry.sdk" not in before
+
+
+_LATE_PROVIDER = textwrap.dedent(
+    """
+    import sys
+    {before}
+    import eventisc
+    from eventisc import tracing
+
+    class Null(eventisc.Listener):
+        kind = "tracing_null"
+
+        def deliver(self, notification):
+            return True
+
+    app = eventisc.create_app(listeners=[Null("e")])
+    app.trigger("e")
+    assert not tracing.armed and eventisc.App._fire is eventisc.App._untraced_fire
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.util._once import Once
+
+    app.trigger("e")  # loaded, no provider yet
+    assert not tracing.armed and eventisc.App._fire is eventisc.App._untraced_fire
+
+    def provide():
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        return exporter
+
+    def traced():
+        before = len(exporter.get_finished_spans())
+        app.trigger("e")
+        return [s.name for s in exporter.get_finished_spans()[before:]]
+
+    exporter = provide()
+    assert tracing.armed and eventisc.App._fire is eventisc.App._traced_fire
+    assert traced() == ["eventisc deliver tracing_null", "eventisc trigger e"], traced()
+    # A test suite resetting OpenTelemetry's globals, then setting a provider again
+    trace._TRACER_PROVIDER = None
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    assert traced() == []
+    exporter = provide()
+    assert traced() == ["eventisc deliver tracing_null", "eventisc trigger e"]
+    print(any(type(f).__name__ == "_Watcher" for f in sys.meta_path), trace.__loader__)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "before", ["", "import opentelemetry.trace"], ids=["eventisc-first", "opentelemetry-first"]
+)
+def test_a_provider_set_later_in_the_process_arms_the_traced_trigger(before):
+    # Given eventisc imported before OpenTelemetry (or after), an app triggering untraced
+    done = subprocess.run(
+        [sys.executable, "-c", _LATE_PROVIDER.format(before=before)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # When set_tracer_provider runs, then the next trigger is traced (asserted in the script);
+    # the import hook has left sys.meta_path and the module keeps its own loader
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("False <_frozen_importlib_external.SourceFileLoader")
 
 
 def test_configured_is_a_cheap_look_at_the_loaded_api(spans):

@@ -52,6 +52,12 @@ WORKLOADS: dict[str, Workload] = {
         "trigger handing notifications to Celery",
         300,
     ),
+    "celery_workers": (
+        _lazy("celery_workers", "celery_workers"),
+        "Delivery on Celery workers, 20 ms receiver",
+        "one vs two worker processes vs background",
+        600,
+    ),
     "memory": (_lazy("memory", "memory"), "Memory", "peak RSS", 900),
     "outbox": (
         _lazy("outbox", "outbox"),

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import re
 import sys
 import textwrap
+import time
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 import eventisc
 from eventisc import app as app_module
+from eventisc import tracing as tracing_module
 
-from ..harness import Check, Context, Row, Table, alternate, calibrated, paired, per_op, row
+from ..harness import Check, Context, Row, Series, Table, paired, per_op, row
 from ..support import NullListener
 
 __all__ = ["tracing"]
@@ -21,12 +25,16 @@ assert NullListener.kind  # registers the no-I/O kind
 
 EVENT = "svc.one"
 DATA = {"user": {"id": 7, "email": "ada@example.com"}, "amount": 42}
+#: Compiled copies of each variant, and triggers per timed run (about 3 ms).
+COPIES = 6
+ITERATIONS = 2000
 
 TRACING_ANALYSIS = (
-    "Without a provider a trigger looks up `opentelemetry.trace` in `sys.modules` and, when it "
-    "is loaded, reads its `_TRACER_PROVIDER`; it tests once per route whether the trigger is "
-    "traced. Nothing is imported and no object is made: what is left is those few bytecodes, "
-    "on a trigger of about 1.5 µs, where the machine's noise is of the same size."
+    "Until a tracer provider may be set (OpenTelemetry's `set_tracer_provider` ran), a "
+    "trigger checks nothing: the app's checking trigger is swapped in only then. What is left "
+    "is one test per route of whether the trigger is traced: two bytecodes, on a trigger of "
+    "about 1.5 µs, where the interpreter's own variations (code of the same length laid out "
+    "differently) are of the same size."
 )
 
 
@@ -43,13 +51,9 @@ def _recompiled(fn: Callable[..., Any], edits: list[tuple[str, str]]) -> Callabl
     return namespace[fn.__name__]
 
 
-#: App._fire without the tracing check and with the plain send step call.
+#: App._fire with the plain send step call (until a tracer provider may be set, App._fire
+#: checks nothing else: eventisc.tracing.when_armed swaps in the checking one).
 _FIRE_EDITS = [
-    (
-        r"^ *otel = _modules\.get\(OTEL_TRACE\).*\n *if otel is not None and .*\n"
-        r" *return traced_fire\(.*\n",
-        "",
-    ),
     (
         r"^( *)outcome = \(\n *route\.send\(notification, start, sink\)\n *if trace is None\n"
         r" *else traced_step\(.*\n *\)\n",
@@ -58,11 +62,22 @@ _FIRE_EDITS = [
 ]
 
 
-def _untraced_app() -> eventisc.App:
-    """The same one-listener app, its trigger compiled without the tracing hooks."""
-    fire = _recompiled(app_module.App._fire, _FIRE_EDITS)
-    untraced = type("UntracedApp", (app_module.App,), {"_fire": fire})
-    return untraced(listeners=[{"kind": "bench_null", "event_name": EVENT}])
+def _app(edits: list[tuple[str, str]]) -> eventisc.App:
+    """The one-listener app, its trigger compiled again with ``edits``: both variants are made
+    the same way (a subclass, a recompiled ``_fire``), so that only the edits differ."""
+    fire = _recompiled(app_module.App._untraced_fire, edits)
+    variant = type("BenchApp", (app_module.App,), {"_fire": fire})
+    return variant(listeners=[{"kind": "bench_null", "event_name": EVENT}])
+
+
+def _cpu_per_op(app: eventisc.App, iterations: int) -> float:
+    """CPU seconds of this thread per trigger over ``iterations`` triggers: time the thread
+    was not running (the other processes of a busy machine) does not count."""
+    trigger = app.trigger
+    start = time.thread_time()
+    for _ in repeat(None, iterations):
+        trigger(EVENT, DATA)
+    return (time.thread_time() - start) / iterations
 
 
 def tracing(ctx: Context) -> list[Table]:
@@ -70,37 +85,65 @@ def tracing(ctx: Context) -> list[Table]:
         "tracing",
         "OpenTelemetry hooks without a tracer provider",
         "A trigger reaching one no-I/O listener against the same trigger compiled without the "
-        "tracing hooks (`App._fire` from its source with the hook lines removed): first "
-        "without OpenTelemetry loaded (when the suite has not loaded it), then with "
-        "`opentelemetry.trace` imported but no tracer provider set (the most the hooks cost). "
-        "Per trigger; each ratio is paired: the median over repetitions of the quotient "
-        "between the two runs of one turn. Three times as many, three times shorter "
-        "repetitions as elsewhere.",
+        "tracing hook (`App._fire` from its source with the per-route test of whether the "
+        "trigger is traced removed; until a tracer provider may be set, `App._fire` has no "
+        "other): first without OpenTelemetry loaded (when the suite has not loaded it), then "
+        "with `opentelemetry.trace` imported (and hooked) but no tracer provider set. "
+        "Both variants are compiled the same way, from the same source, six copies each "
+        "(two copies of the very same code differ by up to 4%, by where they fall in "
+        "memory), and the pairs go through every combination of copies. CPU time of the "
+        "benchmark's thread per trigger (time the machine's other processes take does not "
+        "count), in runs of 2000 triggers (about 3 ms), without garbage collection during a "
+        "run; each ratio is the median over 180 (quick) to 300 pairs of the quotient between "
+        "the two runs of one pair, which run back to back, alternating which runs first.",
     )
-    hooked = eventisc.create_app(listeners=[{"kind": "bench_null", "event_name": EVENT}])
-    bare = _untraced_app()
+    # Copies of identical code differ by a few percent (where the objects fall in memory):
+    # each variant is several copies, paired in every combination, to average that out.
+    hooked = [_app([]) for _ in range(COPIES)]
+    bare = [_app(_FIRE_EDITS) for _ in range(COPIES)]
     try:
         if "opentelemetry.trace" not in sys.modules:
             table.rows += _compare(ctx, hooked, bare, "OpenTelemetry not loaded")
         import opentelemetry.trace as otel
 
-        if otel._TRACER_PROVIDER is not None:
-            table.notes.append("a tracer provider is set in this process: not measured loaded")
+        if otel._TRACER_PROVIDER is not None or tracing_module.armed:
+            table.notes.append(
+                "a tracer provider is or was set in this process: not measured loaded"
+            )
         else:
             table.rows += _compare(ctx, hooked, bare, "OpenTelemetry loaded, no provider")
     finally:
-        hooked.close()
-        bare.close()
+        for app in hooked + bare:
+            app.close()
     return [table]
 
 
-def _compare(ctx: Context, hooked: eventisc.App, bare: eventisc.App, case: str) -> list[Row]:
-    seconds = 0.02 if ctx.quick else 0.08
-    variants = {
-        "hooks": calibrated(lambda k: per_op(lambda: hooked.trigger(EVENT, DATA), k), seconds),
-        "no hooks": calibrated(lambda k: per_op(lambda: bare.trigger(EVENT, DATA), k), seconds),
-    }
-    series = alternate(variants, ctx.reps * 3, progress=ctx.log)
+def _compare(
+    ctx: Context, hooked: list[eventisc.App], bare: list[eventisc.App], case: str
+) -> list[Row]:
+    """Pairs of runs, one of a ``hooked`` app and one of a ``bare`` one, each pair taking
+    another combination of the copies."""
+    pairs = ctx.reps * 60
+    copies = len(hooked)
+    series = {"hooks": Series("hooks"), "no hooks": Series("no hooks")}
+    for app in hooked + bare:  # warm-up
+        for _ in range(3):
+            _cpu_per_op(app, ITERATIONS)
+    gc.collect()
+    gc.disable()  # a collection would fall on one side of a pair
+    try:
+        for turn in range(pairs):
+            one = ("hooks", hooked[turn % copies])
+            other = ("no hooks", bare[(turn // copies) % copies])
+            for label, app in (one, other) if turn % 2 == 0 else (other, one):
+                series[label].add(_cpu_per_op(app, ITERATIONS))
+            if turn % 50 == 49:
+                gc.enable()
+                gc.collect()
+                gc.disable()
+                ctx.log(f"{case}: {turn + 1}/{pairs} pairs")
+    finally:
+        gc.enable()
     ratio = paired(series["hooks"], series["no hooks"])
     check = Check(
         f"{case}: trigger with the hooks / without",
@@ -108,7 +151,7 @@ def _compare(ctx: Context, hooked: eventisc.App, bare: eventisc.App, case: str) 
         "<=",
         1.03,
         explanation=TRACING_ANALYSIS,
-        profile=lambda: per_op(lambda: hooked.trigger(EVENT, DATA), 200_000),
+        profile=lambda: per_op(lambda: hooked[0].trigger(EVENT, DATA), 200_000),
     )
     added = (ratio - 1) * series["no hooks"].median
     return [

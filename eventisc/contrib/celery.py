@@ -5,10 +5,10 @@
 listener of the same name in its own config (``EVENTISC_CONFIG``): one attempt per task run,
 the listener's retry policy mapped onto Celery's (``countdown`` = the backoff or the receiver's
 ``Retry-After``, ``max_retries`` = ``max_attempts - 1``), the final failure kept dead in the
-worker's spool and recorded (the ``failed``/``spooled`` hooks, metrics, logs). The task is
-``acks_late`` with ``reject_on_worker_lost``: a worker killed mid-delivery leaves it to another
-worker. The notification id is the task id and the idempotency id the receiver sees on every
-attempt.
+worker's outbox table (its config has an ``outbox``) or spool, and recorded (the
+``failed``/``spooled`` hooks, metrics, logs). The task is ``acks_late`` with
+``reject_on_worker_lost``: a worker killed mid-delivery leaves it to another worker. The
+notification id is the task id and the idempotency id the receiver sees on every attempt.
 
 - ``celery -A eventisc.worker worker -Q eventisc``: eventisc's own worker app
   (:mod:`eventisc.worker`);
@@ -23,12 +23,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._spool_codec import decode_payload, pop_trace
-from ..delivery.celerying import TASK_NAME
+from ..delivery.celerying import TASK_NAME, WorkerDelivery
 from ..delivery.outcomes import RetryAfter
 from ..errors import ConfigError
 from ..logs import log_extra
 from ..notification import Notification
-from ..report import Delivery
 
 if TYPE_CHECKING:
     import celery
@@ -90,7 +89,7 @@ class _Worker:
         notification = Notification(
             listener, sender.listener.kind, event_name, body, notification_id, trace=pop_trace(body)
         )
-        delivery = Delivery(sender.listener, notification)
+        delivery = WorkerDelivery(sender.listener, notification)
         delivery.attempts = made
         outcome = sender.attempt(delivery)
         if type(outcome) is RetryAfter:
@@ -110,19 +109,12 @@ class _Worker:
             f"{notification_id} of event {event_name!r} cannot be delivered here; give the "
             "workers the same config as the services that trigger"
         )
-        where = "dropped"
-        spool = app.spool
-        if spool is not None:
-            try:
-                body = decode_payload(payload)
-            except ValueError:
-                body = {"undecodable": payload}
-            dead = Notification(listener, "unknown", event_name, body, notification_id)
-            try:
-                entry = spool.add(dead, error=f"ConfigError: {error}", attempts=attempts)
-                where = f"dead in the spool as #{entry}"
-            except Exception:
-                logger.exception("could not keep a notification in the spool %s", spool.path)
+        try:
+            body = decode_payload(payload)
+        except ValueError:
+            body = {"undecodable": payload}
+        dead = Notification(listener, "unknown", event_name, body, notification_id)
+        where = self._keep_dead(app, dead, f"ConfigError: {error}", attempts)
         logger.error(
             "%s; %s",
             error,
@@ -130,6 +122,30 @@ class _Worker:
             extra=log_extra(event_name, listener, attempts, "failed"),
         )
         return error
+
+    def _keep_dead(self, app: App, dead: Notification, error: str, attempts: int) -> str:
+        """Keep ``dead`` in the outbox table (the app has an outbox) or the spool (it has
+        one); where it went, for the log."""
+        if app.outbox_settings is not None:
+            from ..delivery.celerying import keep_dead_in_outbox
+            from ..outbox.writer import OutboxWriter
+
+            writer = OutboxWriter(app.outbox_settings)
+            try:
+                row = keep_dead_in_outbox(writer, dead, attempts, error)
+                if row is not None:
+                    return f"dead in the outbox table {writer.settings.table} as row {row.seq}"
+            finally:
+                writer.close()
+            return "dropped"
+        spool = app.spool
+        if spool is None:
+            return "dropped"
+        try:
+            return f"dead in the spool as #{spool.add(dead, error=error, attempts=attempts)}"
+        except Exception:
+            logger.exception("could not keep a notification in the spool %s", spool.path)
+            return "dropped"
 
 
 def install(celery_app: celery.Celery, app: App | Callable[[], App] | None = None) -> Any:

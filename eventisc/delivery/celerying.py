@@ -13,6 +13,10 @@ An outbox relay may hand its rows to the workers the same way (``eventisc relay 
 celery``): :class:`HandoffListener` stands for each listener, :class:`HandedLayer` records
 each row handed off (the relay deletes it) or hands it off again later.
 
+On a worker whose config has an ``outbox``, :class:`OutboxDeadLayer` keeps each final failure
+as a ``dead`` row of the outbox table (instead of the spool), for ``eventisc outbox list`` and
+``outbox replay``.
+
 The task's arguments (:data:`TASK_NAME`): notification id, listener name, encoded payload, event
 name, attempts made so far. A worker (:mod:`eventisc.contrib.celery`) delivers it.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._spool_codec import encode_payload
 from ..notification import Notification
@@ -33,11 +37,22 @@ from .spooling import keep_dead, spool_call
 
 if TYPE_CHECKING:
     from ..listeners.base import Listener
+    from ..outbox.writer import OutboxWriter
     from ..settings import CeleryDeliverySettings, RetryPolicy
     from ..spool import Spool
     from .recording import Recorder
 
-__all__ = ["TASK_NAME", "HandedLayer", "Handoff", "HandoffListener", "ToCelery"]
+__all__ = [
+    "TASK_NAME",
+    "HandedLayer",
+    "Handoff",
+    "HandoffListener",
+    "DeadRow",
+    "OutboxDeadLayer",
+    "ToCelery",
+    "WorkerDelivery",
+    "keep_dead_in_outbox",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -197,4 +212,64 @@ class HandedLayer(Layer):
             )
             release_frames(error)
             return RetryAfter(delay)
+        return result
+
+
+class DeadRow(NamedTuple):
+    """The outbox row a worker's final failure became (what the log line names)."""
+
+    seq: int
+
+
+class WorkerDelivery(Delivery):
+    """A delivery on a Celery worker; ``row`` is its dead row once the outbox keeps it."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, listener: Listener, notification: Notification):
+        super().__init__(listener, notification)
+        self.row: DeadRow | None = None
+
+
+def keep_dead_in_outbox(
+    writer: OutboxWriter, notification: Notification, attempts: int, error: str
+) -> DeadRow | None:
+    """Write ``notification`` as a dead row of the outbox table (its id, listener, payload,
+    ``attempts`` and last ``error``); None, logged, when the table cannot be written."""
+    try:
+        text = encode_payload(notification.payload, notification.listener, notification.trace)
+        row = (
+            notification.id,
+            notification.listener,
+            notification.kind,
+            notification.event_name,
+            text,
+            None,
+        )
+        return DeadRow(writer.write_dead(row, attempts, error))
+    except Exception:
+        logger.exception(
+            "could not keep notification %s dead in the outbox table %s",
+            notification.id,
+            writer.settings.table,
+        )
+        return None
+
+
+class OutboxDeadLayer(Layer):
+    """A worker's final failures into the outbox table as ``dead`` rows (the worker's config
+    has an ``outbox``); recorded as ``spooled`` once written."""
+
+    def __init__(self, writer: OutboxWriter):
+        self.writer = writer
+
+    def after(self, delivery: Delivery, result: Result) -> Result:
+        if type(result) is Failure and delivery.notification is not None:
+            error = result.error
+            text = f"{type(error).__name__}: {error}"
+            dead = keep_dead_in_outbox(self.writer, delivery.notification, delivery.attempts, text)
+            if dead is not None:
+                if isinstance(delivery, WorkerDelivery):  # the log line names the row
+                    delivery.row = dead
+                return Failure(error, "spooled")
         return result

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..settings import CeleryDeliverySettings, DispatcherSettings, OutboxSettings, Plan
 from .background import Background
 from .breaker import BreakerLayer, CircuitBreaker
-from .celerying import HandedLayer, Handoff, HandoffListener, ToCelery
+from .celerying import HandedLayer, Handoff, HandoffListener, OutboxDeadLayer, ToCelery
 from .dispatcher import Dispatcher
 from .gone import GoneLayer, enable, guard
 from .outboxing import ToOutbox
@@ -204,9 +204,13 @@ class Deliverer:
     ) -> Sender:
         """The sender of a Celery worker's deliveries for ``listener``: no inline retries (a
         failure ``plan.policy`` retries comes to a :class:`RetryAfter`, for the task to retry
-        with Celery), a final failure kept dead in the spool (the app has one), the final
-        outcomes recorded (metrics, hooks, logs)."""
-        return Sender(listener, self._layers(plan, metrics, recorder), recorder)
+        with Celery), a final failure kept dead in the outbox table (the app has an outbox) or
+        the spool (it has one), the final outcomes recorded (metrics, hooks, logs)."""
+        layers = self._layers(plan, metrics, recorder)
+        if self.outbox_settings is not None:  # dead rows in the outbox, not the spool
+            layers = [layer for layer in layers if not isinstance(layer, SpoolLayer)]
+            layers.insert(-1, OutboxDeadLayer(self._outbox_writer()))
+        return Sender(listener, layers, recorder)
 
     def _layers(self, plan: Plan, metrics: ListenerMetrics, recorder: Recorder) -> list[Layer]:
         layers: list[Layer] = _gone(recorder)

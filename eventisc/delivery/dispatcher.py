@@ -6,9 +6,9 @@ to do next: nothing (:data:`~eventisc.delivery.outcomes.FINAL`), wait for an asy
 outcome (:data:`~eventisc.delivery.outcomes.IN_FLIGHT`, settled later by :meth:`resolve`), or
 try again after a delay (:class:`~eventisc.delivery.outcomes.RetryAfter`). A delivery waiting
 for its retry waits in a schedule, not in a worker: the monitor thread puts it back in the queue
-when its time comes. Every ``monitor_interval`` the monitor also compares the queue's depth with
-the idle workers and starts more, up to ``max_workers``; a worker idle for ``idle_timeout``
-seconds ends, down to ``min_workers``.
+when its time comes. Every ``monitor_interval`` (and at once when a submitted delivery finds no
+idle worker) the monitor also compares the queue's depth with the idle workers and starts more,
+up to ``max_workers``; a worker idle for ``idle_timeout`` seconds ends, down to ``min_workers``.
 """
 
 from __future__ import annotations
@@ -99,8 +99,14 @@ class Dispatcher:
                 return False
             self._pending += 1
             self._arrivals += 1
+            workers = len(self._workers)
+            idle = workers - self._busy
         delivery.queued = time.monotonic()
         self._queue.put_nowait((delivery.priority, next(self._seq), delivery))
+        if workers < self.settings.max_workers and self._queue.qsize() > idle:
+            # More queued than idle workers: the monitor starts more now, not at its next
+            # round (a burst would wait for it with one worker).
+            self._wake.set()
         return True
 
     def _start(self) -> None:
@@ -220,11 +226,13 @@ class Dispatcher:
 
     def _run_monitor(self) -> None:
         interval = self.settings.monitor_interval
+        measured = time.monotonic()
         while not self._stopping:
             with self._lock:
-                wait = interval
+                wait = max(0.0, measured + interval - time.monotonic())
                 if self._retries:
                     wait = min(wait, max(0.0, self._retries[0][0] - time.monotonic()))
+            # Woken early by a retry that is due, or a submit finding no idle worker.
             self._wake.wait(wait)
             self._wake.clear()
             if self._stopping:
@@ -232,7 +240,9 @@ class Dispatcher:
             try:
                 self._requeue_due()
                 self._scale()
-                self._measure()
+                if time.monotonic() - measured >= interval:  # the averages: once a round
+                    measured = time.monotonic()
+                    self._measure()
             except Exception:
                 logger.exception("dispatcher monitor failed; it goes on")
 

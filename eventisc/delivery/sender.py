@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EventiscError, StaleConnection
 from ..tracing import send as traced_send
+from ..tracing import send_async as traced_send_async
 from .outcomes import FINAL, IN_FLIGHT, Failure, Outcome, RetryAfter, Sent
 
 if TYPE_CHECKING:
@@ -157,6 +158,9 @@ class AsyncSender(Sender):
             self._resolve(delivery, self._end(delivery, raw))
 
         try:
-            listener.deliver_async(delivery.notification, done)  # type: ignore[arg-type]
+            if delivery.notification.trace is None:  # type: ignore[union-attr]
+                listener.deliver_async(delivery.notification, done)  # type: ignore[arg-type]
+            else:  # in its span, under the trigger's, ended when the listener answers
+                traced_send_async(listener, delivery, done)
         except Exception as exc:
             done(None, exc)

@@ -100,6 +100,20 @@ class Statements:
             f"SELECT pg_notify('{self.channel}', ''), (SELECT count(*) FROM ins)"
         )
 
+    @property
+    def insert_dead(self) -> str:
+        """One row (id, listener, kind, event_name, payload, attempts, last_error) written
+        ``dead``: a notification a Celery worker gave up on. A row of that id already there
+        becomes dead with this error and count. Returns the row's ``seq``."""
+        return (
+            f"INSERT INTO {self.table} "
+            "(id, listener, kind, event_name, payload, state, attempts, last_error) "
+            "VALUES (%s, %s, %s, %s, %s, 'dead', %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET state = 'dead', attempts = EXCLUDED.attempts, "
+            "last_error = EXCLUDED.last_error, locked_until = NULL, locked_by = NULL, "
+            "updated_at = now() RETURNING seq"
+        )
+
     # -- relays ----------------------------------------------------------------------------
 
     @property

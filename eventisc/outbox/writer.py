@@ -119,6 +119,17 @@ class OutboxWriter:
         except Exception as exc:
             raise self._failure(f"cannot write {len(rows)} row(s) to", exc) from exc
 
+    def write_dead(self, row: Row, attempts: int, error: str) -> int:
+        """Write ``row`` as a ``dead`` row (``attempts`` made, ``error`` the last one), committed
+        at once through eventisc's own pool: ``outbox list --state dead`` shows it, ``outbox
+        replay`` delivers it again. Returns its ``seq``; raises OutboxError."""
+        params = [*row[:5], attempts, error]
+        try:
+            with self._own_pool().connection() as conn:
+                return int(conn.execute(self.statements.insert_dead, params).fetchone()[0])
+        except Exception as exc:
+            raise self._failure("cannot write a dead row to", exc) from exc
+
     def backlog(self) -> dict[str, Any]:
         """The table's ``pending`` and ``dead`` rows and ``oldest_pending_age`` (seconds),
         read through eventisc's own pool (no new connection each time). Raises OutboxError."""

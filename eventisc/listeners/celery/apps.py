@@ -11,8 +11,10 @@ its own settings.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
+import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +23,9 @@ import celery
 from ..._fork import register
 from ...errors import ConfigError
 
-__all__ = ["app_config", "import_app", "own_apps", "publish_options"]
+__all__ = ["app_config", "import_app", "own_apps", "producers", "publish_options"]
+
+logger = logging.getLogger(__name__)
 
 _AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp", "pyamqps"})
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
@@ -147,6 +151,7 @@ class _Apps:
                 self._apps[(url, timeout)] = (app, users - 1)
                 return
             del self._apps[(url, timeout)]
+        producers.close(app)
         app.close()
 
     def _after_fork(self) -> None:
@@ -158,3 +163,72 @@ class _Apps:
 
 #: The shared registry of eventisc's own apps.
 own_apps = register(_Apps())
+
+
+class _Producers:
+    """One producer per thread and Celery app, on a connection of its own that the app makes
+    (its broker and settings), not taken from the app's pool: a send skips the pool's acquire
+    and release, and a thread holds none of the pool's ``broker_pool_limit`` slots. The
+    connection is made on the first publish, again by the publish's retry when the broker
+    dropped it, and replaced after a failed send (:meth:`drop`); a thread that ends leaves it
+    to the garbage collector. Fork-safe: a child makes its own."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        #: Every thread's connections, by app (closed with the app: :meth:`close`).
+        self._connections: dict[int, weakref.WeakSet[Any]] = {}
+        self._orphans: list[Any] = []
+
+    def get(self, app: celery.Celery) -> Any:
+        """This thread's producer for ``app``."""
+        mine = self._mine()
+        found = mine.get(id(app))
+        if found is not None and found[0] is app:
+            return found[1]
+        connection = app.connection_for_write()
+        producer = app.amqp.Producer(connection, auto_declare=False)
+        mine[id(app)] = (app, producer)
+        with self._lock:
+            self._connections.setdefault(id(app), weakref.WeakSet()).add(connection)
+        return producer
+
+    def drop(self, app: celery.Celery) -> None:
+        """Close this thread's producer for ``app`` (the next send makes a new one)."""
+        found = self._mine().pop(id(app), None)
+        if found is None:
+            return
+        connection = found[1].connection
+        with self._lock:
+            self._connections.get(id(app), weakref.WeakSet()).discard(connection)
+        _release(connection)
+
+    def close(self, app: celery.Celery) -> None:
+        """Close every thread's producer connection for ``app`` (an app being closed)."""
+        with self._lock:
+            connections = list(self._connections.pop(id(app), ()))
+        for connection in connections:
+            _release(connection)
+
+    def _mine(self) -> dict[int, tuple[celery.Celery, Any]]:
+        mine: dict[int, tuple[celery.Celery, Any]] | None = getattr(self._local, "by_app", None)
+        if mine is None:
+            mine = self._local.by_app = {}
+        return mine
+
+    def _after_fork(self) -> None:
+        # The parent's connections: kept referenced, never used nor closed here.
+        self._orphans.append((self._local, self._connections))
+        self._local, self._lock, self._connections = threading.local(), threading.Lock(), {}
+
+
+def _release(connection: Any) -> None:
+    """Close a producer's connection; one that fails to close (a dead socket) is dropped."""
+    try:
+        connection.release()
+    except Exception:
+        logger.debug("closing a celery producer's connection failed", exc_info=True)
+
+
+#: The producers of every celery listener of this process.
+producers = register(_Producers())

@@ -8,6 +8,10 @@ listener's or the config's) the task goes through that app, imported when the li
 built. Else through ``celery.current_app`` (the host application's Celery app, looked up at
 each delivery, as event-isc does).
 
+Each thread sends with one producer per Celery app, shared by the listeners, on a connection
+the app makes (not from its pool): ``send_task(producer=...)`` skips the pool's acquire and
+release around every send (:data:`.apps.producers`).
+
 Celery's publish can block forever when the broker is down or a pooled connection went dead
 (celery/celery#4296, #4627, #6911): see :mod:`.apps` for how each publish is bounded.
 """
@@ -28,7 +32,7 @@ from ...notification import Notification
 from ...settings import seconds_option
 from ...tracing import headers as trace_headers
 from ..base import FilterLike, Listener, mask_url
-from .apps import import_app, own_apps, publish_options
+from .apps import import_app, own_apps, producers, publish_options
 from .errors import translate_error
 from .options import (
     CELERY_SCHEMA,
@@ -174,10 +178,13 @@ class CeleryListener(Listener):
         app = None
         try:
             app = self.celery_app()
+            options["producer"] = producers.get(app)
             result = app.send_task(
                 payload["task_name"], args=payload["args"], kwargs=payload["kwargs"], **options
             )
         except Exception as exc:
+            if app is not None:
+                producers.drop(app)  # the next send starts on a fresh connection
             raise translate_error(exc, self._where(app, payload.get("queue"))) from exc
         return f"sent task {result.id}"
 
@@ -217,7 +224,8 @@ class CeleryListener(Listener):
         self._lock, self._own_app = threading.Lock(), None
 
     def close(self) -> None:
-        """Give up this listener's share of its own app (closed when no listener uses it)."""
+        """Give up this listener's share of its own app (closed, with its producers'
+        connections, when no listener uses it)."""
         with self._lock:
             app, self._own_app = self._own_app, None
         if app is not None:

@@ -25,6 +25,7 @@ from .errors import EXCERPT_CHARS
 __all__ = [
     "CHUNK",
     "Client",
+    "Headers",
     "POOL_CLASSES",
     "POOL_HOSTS",
     "POOL_MAXSIZE",
@@ -46,8 +47,12 @@ CHUNK = 8192
 
 _ORIGIN = re.compile(r"[^:/?#]*://[^/?#]*")
 
+#: A request's headers: a plain dict when no name is in it in two cases (cheaper to build and
+#: to send), else an HTTPHeaderDict; add to it through an HTTPHeaderDict copy, whose names
+#: match in any case.
+Headers = dict[str, str] | HTTPHeaderDict
 #: What one hop of an attempt sends: method, url, body, headers.
-Request = tuple[str, str, "bytes | None", HTTPHeaderDict]
+Request = tuple[str, str, "bytes | None", Headers]
 
 
 class Client(Protocol):
@@ -236,7 +241,12 @@ def drain(response: Any, limit: int) -> str:
     kept = bytearray()
     total = 0
     while total <= limit:  # one byte past the limit tells a longer body from one that fits
-        chunk = raw.read(min(CHUNK, limit + 1 - total), decode_content=True)
+        size = min(CHUNK, limit + 1 - total)
+        # No more than the Content-Length left: a read for more would read again, for nothing.
+        remaining = getattr(raw, "length_remaining", None)
+        if remaining and remaining < size:
+            size = remaining
+        chunk = raw.read(size, decode_content=True)
         if not chunk:
             break
         total += len(chunk)

@@ -34,7 +34,7 @@ from ...template import has_fields
 from ...tracing import headers as trace_headers
 from ...webhooks import SIGNATURE_HEADER, Signer
 from ..base import FilterLike, Listener, mask_url, missing_driver
-from .connection import Client, Request, attempt_over, drain, start_attempt
+from .connection import Client, Headers, Request, attempt_over, drain, start_attempt
 from .errors import status_error, translate_error
 from .hosts import HostGuard, host_is_templated
 from .options import (
@@ -172,9 +172,11 @@ class HttpListener(Listener):
             base = HTTPHeaderDict(DEFAULT_HEADERS)
             base.update(self._static_headers)  # any case: a static header replaces a default
             self._base_headers: dict[str, str] = dict(base.items())
+            self._base_names = _lower_names(self._base_headers)
             return PoolHolder(send_kwargs, self.timeout)
         logger.debug("listener %s sends through requests (it is given %s)", self.name, reason)
         self._base_headers = dict(self._static_headers)  # the session adds its own
+        self._base_names = _lower_names(self._base_headers)
         try:
             from .session import SessionHolder
         except ImportError as exc:
@@ -331,27 +333,31 @@ class HttpListener(Listener):
         """
         payload = notification.payload
         method, url = payload["method"], payload["url"]
-        where = f"{method} {mask_url(url)}"
-        headers = HTTPHeaderDict(self._base_headers)
-        if self.idempotency_header is not None:
-            # Set before the rendered headers: a payload that has its own (spooled while the
-            # listener's headers named it) keeps it.
-            headers[self.idempotency_header] = notification.id
-        headers.update(payload.get("headers") or {})
-        headers.update(trace_headers(notification))  # the trigger's trace (eventisc.tracing)
         body = payload.get("body")
         data = body.encode("utf-8") if body is not None else None
-        if self._signer is not None:
-            # Per attempt: a fresh timestamp, over the exact bytes sent, under the same id.
-            headers.update(self._signer.headers(notification.id, data))
+        # In this order, each replacing a header of the same name: the idempotency header
+        # before the rendered ones (a payload that has its own, spooled while the listener's
+        # headers named it, keeps it), the trigger's trace (eventisc.tracing), and the
+        # signature: per attempt, a fresh timestamp over the exact bytes sent, same id.
+        extras = (
+            {self.idempotency_header: notification.id}
+            if self.idempotency_header is not None
+            else _NONE,
+            payload.get("headers") or _NONE,
+            trace_headers(notification),
+            self._signer.headers(notification.id, data) if self._signer is not None else _NONE,
+        )
+        headers = _merged(self._base_headers, self._base_names, extras)
         # Bounds every step of this thread's connections until the answer (and redirects).
         start_attempt(self.deadline)
         request: Request = (method, url, data, headers)
-        response, excerpt = self._exchange(request, where)
+        response, excerpt = self._exchange(request)
         status = response.status_code
         if status in self.success_status:
-            logger.debug("%s: HTTP %s", where, status)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s: HTTP %s", _where(request), status)
             return f"HTTP {status}"
+        where = _where(request)
         if status in REDIRECTS and response.headers.get("Location"):
             return follow(
                 self._exchange,
@@ -364,20 +370,24 @@ class HttpListener(Listener):
             )
         raise status_error(where, response, excerpt)
 
-    def _exchange(self, request: Request, where: str, foreign: bool = False) -> tuple[Any, str]:
+    def _exchange(
+        self, request: Request, where: str | None = None, foreign: bool = False
+    ) -> tuple[Any, str]:
         """Send ``request``; return the response (closed) and the start of its body, read
         within ``max_response_bytes``. Raises the eventisc error when no answer came.
 
-        ``foreign``: the url is on another origin than the listener's request was for (a
-        redirect): the configured credentials are left out.
+        ``where`` names the request in errors and logs (None: ``METHOD url``, the url masked,
+        worked out only when needed). ``foreign``: the url is on another origin than the
+        listener's request was for (a redirect): the configured credentials are left out.
         """
         if self._guard is not None:
-            self._guard.check(request[1], where)  # every hop: a redirect may point anywhere
+            # Every hop: a redirect may point anywhere.
+            self._guard.check(request[1], where or _where(request))
         try:
             # The body is left unread: read here, bounded, after checking the status.
             response = self._client.send(request, foreign)
         except Exception as exc:
-            raise self._failure(exc, where) from exc
+            raise self._failure(exc, where or _where(request)) from exc
         with response:
             try:
                 excerpt = drain(response, self.max_response_bytes)
@@ -386,7 +396,7 @@ class HttpListener(Listener):
                 # change it (a 2xx sent again would be a duplicate).
                 logger.warning(
                     "%s, while reading the body of an HTTP %s answer (the status stands)",
-                    self._failure(exc, where),
+                    self._failure(exc, where or _where(request)),
                     response.status_code,
                 )
                 excerpt = ""
@@ -428,3 +438,45 @@ class HttpListener(Listener):
     def close(self) -> None:
         """Close the client's connections; the next delivery opens new ones."""
         self._client.close()
+
+
+#: No headers to add.
+_NONE: Mapping[str, str] = {}
+
+
+def _where(request: Request) -> str:
+    """``METHOD url``, any password in the url masked: how errors and logs name a request."""
+    return f"{request[0]} {mask_url(request[1])}"
+
+
+def _lower_names(headers: Mapping[str, str]) -> frozenset[str] | None:
+    """The names in ``headers``, in lower case; None when a name is there in two cases."""
+    names = frozenset(name.lower() for name in headers)
+    return names if len(names) == len(headers) else None
+
+
+def _merged(
+    base: dict[str, str], names: frozenset[str] | None, extras: tuple[Mapping[str, str], ...]
+) -> Headers:
+    """``base`` updated with each of ``extras`` in turn, a header replacing one of the same
+    name in any case, as an HTTPHeaderDict does (``names``: :func:`_lower_names` of ``base``).
+
+    A plain dict, cheaper to build and to send, when no name comes in two cases (the usual
+    case); else the HTTPHeaderDict.
+    """
+    if names is not None:
+        headers = base.copy()
+        added: set[str] = set()
+        for extra in extras:
+            for name, value in extra.items():
+                if name not in headers:
+                    lower = name.lower()
+                    if lower in names or lower in added:
+                        return _merged(base, None, extras)  # in another case: replace it
+                    added.add(lower)
+                headers[name] = value
+        return headers
+    merged = HTTPHeaderDict(base)
+    for extra in extras:
+        merged.update(extra)
+    return merged

@@ -144,10 +144,10 @@ class PoolHolder:
         if authorization is None and "@" in url:
             authorization = _url_authorization(url)
         if authorization is not None:
-            headers = headers.copy()
+            headers = HTTPHeaderDict(headers)  # a copy, replacing a name in any case
             headers["Authorization"] = authorization  # as requests: auth over a header
         if data is None and method not in _NO_LENGTH:
-            headers = headers.copy()
+            headers = HTTPHeaderDict(headers)
             headers["Content-Length"] = "0"
         pool = origin.pool
         target = _request_target(url[origin.prefix :]) if pool is not None else None

@@ -18,7 +18,7 @@ from urllib3 import HTTPHeaderDict
 
 from ...errors import DeliveryError, HTTPStatusError
 from ..base import mask_url
-from .connection import Request
+from .connection import Headers, Request
 from .errors import status_error
 from .options import CREDENTIAL_HEADERS, MAX_REDIRECTS, url_problem
 
@@ -152,8 +152,8 @@ def _redirect_target(url: str, response: Any, where: str) -> str:
     return target
 
 
-def _without_credentials(headers: HTTPHeaderDict) -> HTTPHeaderDict:
-    kept = headers.copy()
+def _without_credentials(headers: Headers) -> HTTPHeaderDict:
+    kept = HTTPHeaderDict(headers)  # a copy whose names match in any case
     for name in CREDENTIAL_HEADERS:
         kept.pop(name, None)
     return kept
