@@ -329,7 +329,7 @@ class App:
         validate_config(_file_keys(config), label)
         built = self._build_listeners(config.get("listeners") or (), label)
         old = {route.name: route for route in self._routes}
-        routes = self._reloaded_routes(built, old)
+        routes = self._routes_of(built, old)
         skipped = unreloadable(self._config, config)
         if skipped:
             logger.warning("reload: %s changed; restart to apply (kept as they were)", skipped)
@@ -343,12 +343,16 @@ class App:
         logger.info("reloaded %s: %s", label, changes)
         return changes
 
-    def _reloaded_routes(self, built: list[Listener], old: dict[str, Route]) -> list[Route]:
-        """The route of each listener of a reload: the old one when it did not change."""
+    def _routes_of(
+        self, built: list[Listener], old: Mapping[str, Route] | None = None
+    ) -> list[Route]:
+        """The listeners' routes (the ``old`` route of a listener a reload did not change);
+        one ConfigError listing every listener's error (an error at an app option, the same
+        for every listener, once)."""
         routes: list[Route] = []
-        errors: list[ConfigError] = []
+        errors: dict[tuple[str | None, str], ConfigError] = {}
         for index, listener in enumerate(built):
-            previous = old.get(listener.name)
+            previous = old.get(listener.name) if old else None
             if previous is not None and unchanged(previous.listener, listener):
                 routes.append(previous)
                 continue
@@ -356,20 +360,6 @@ class App:
             try:
                 self._check_delivery(listener, path)
                 routes.append(self._route(listener, path))
-            except ConfigError as exc:
-                errors.append(exc)
-        if errors:
-            raise ConfigError.combine(errors)
-        return routes
-
-    def _routes_of(self, built: list[Listener]) -> list[Route]:
-        """The listeners' routes; one ConfigError listing every listener's plan error (an
-        error at an app option, the same for every listener, once)."""
-        routes: list[Route] = []
-        errors: dict[tuple[str | None, str], ConfigError] = {}
-        for index, listener in enumerate(built):
-            try:
-                routes.append(self._route(listener, f"listeners[{index}]"))
             except ConfigError as exc:
                 errors.setdefault((exc.path, exc.message), exc)
         if errors:
@@ -732,6 +722,12 @@ class App:
             )
             for route in self._routes
         }
+
+    def keep_dead(self, notification: Notification, attempts: int, error: str) -> str:
+        """Keep a notification a Celery worker cannot deliver (its listener is not in this
+        config) as a dead letter: in the outbox table or the spool, as the worker keeps its
+        final failures (:meth:`eventisc.delivery.Deliverer.keep_dead`). Where it went."""
+        return self._deliverer.keep_dead(notification, attempts, error)
 
     def worker_senders(self) -> dict[str, Sender]:
         """Each listener's sender for a Celery worker, by name

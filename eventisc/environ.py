@@ -55,22 +55,20 @@ class Expanded(str):
 
 
 def _expand_text(text: str, path: str, env: Mapping[str, str]) -> str:
-    braced = False
-
-    def replace(match: re.Match[str]) -> str:
-        nonlocal braced
-        value = _value_of(match, path, env)
-        if match.group(2) is not None and not match.group(1) and ("{" in value or "}" in value):
-            braced = True
-        return value
-
-    expanded = _REFERENCE.sub(replace, text)
-    if not braced:
+    plain: list[str] = []
+    escaped: list[str] = []  # the same, with the braces the values brought in escaped
+    end = 0
+    for match in _REFERENCE.finditer(text):
+        literal, value = text[end : match.start()], _value_of(match, path, env)
+        plain += (literal, value)
+        escaped += (literal, _escape_braces(match, value))
+        end = match.end()
+    expanded = "".join(plain) + text[end:]
+    template_text = "".join(escaped) + text[end:]
+    if template_text == expanded:
         return expanded
     result = Expanded(expanded)
-    result.template_text = _REFERENCE.sub(
-        lambda match: _escape_braces(match, _value_of(match, path, env)), text
-    )
+    result.template_text = template_text
     return result
 
 

@@ -114,7 +114,7 @@ class _Worker:
         except ValueError:
             body = {"undecodable": payload}
         dead = Notification(listener, "unknown", event_name, body, notification_id)
-        where = self._keep_dead(app, dead, f"ConfigError: {error}", attempts)
+        where = app.keep_dead(dead, attempts, f"ConfigError: {error}")
         logger.error(
             "%s; %s",
             error,
@@ -122,30 +122,6 @@ class _Worker:
             extra=log_extra(event_name, listener, attempts, "failed"),
         )
         return error
-
-    def _keep_dead(self, app: App, dead: Notification, error: str, attempts: int) -> str:
-        """Keep ``dead`` in the outbox table (the app has an outbox) or the spool (it has
-        one); where it went, for the log."""
-        if app.outbox_settings is not None:
-            from ..delivery.celerying import keep_dead_in_outbox
-            from ..outbox.writer import OutboxWriter
-
-            writer = OutboxWriter(app.outbox_settings)
-            try:
-                row = keep_dead_in_outbox(writer, dead, attempts, error)
-                if row is not None:
-                    return f"dead in the outbox table {writer.settings.table} as row {row.seq}"
-            finally:
-                writer.close()
-            return "dropped"
-        spool = app.spool
-        if spool is None:
-            return "dropped"
-        try:
-            return f"dead in the spool as #{spool.add(dead, error=error, attempts=attempts)}"
-        except Exception:
-            logger.exception("could not keep a notification in the spool %s", spool.path)
-            return "dropped"
 
 
 def install(celery_app: celery.Celery, app: App | Callable[[], App] | None = None) -> Any:

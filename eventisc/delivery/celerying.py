@@ -24,7 +24,6 @@ name, attempts made so far. A worker (:mod:`eventisc.contrib.celery`) delivers i
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._spool_codec import encode_payload
@@ -33,7 +32,7 @@ from ..report import Delivery
 from .outcomes import FINAL, Failure, RetryAfter, Sent
 from .recording import release_frames
 from .sender import Layer, Result
-from .spooling import keep_dead, spool_call
+from .spooling import SpoolLayer
 
 if TYPE_CHECKING:
     from ..listeners.base import Listener
@@ -66,18 +65,10 @@ class Handoff:
 
     def __init__(self, settings: CeleryDeliverySettings):
         self.settings = settings
-        self._lock = threading.Lock()
-        self._publisher: Listener | None = None
-        self.publisher()  # a bad `app` or `broker_url` is a ConfigError at load
-
-    def publisher(self) -> Listener:
-        """The celery listener the tasks are published with (its bounded, confirmed publish
-        and its translation of broker errors)."""
-        if self._publisher is None:
-            with self._lock:
-                if self._publisher is None:
-                    self._publisher = self._build()
-        return self._publisher
+        #: The celery listener the tasks are published with (its bounded, confirmed publish
+        #: and its translation of broker errors); a bad `app` or `broker_url` is a ConfigError
+        #: at load.
+        self.publisher = self._build()
 
     def _build(self) -> Listener:
         from ..errors import ConfigError
@@ -97,9 +88,11 @@ class Handoff:
         except ConfigError as exc:
             raise exc.within("celery_delivery") from None
 
-    def send(self, notification: Notification, text: str, attempts: int = 0) -> Any:
-        """Publish the task for ``notification`` (its payload already encoded as ``text``);
-        return once the broker took it. Raises the publisher's DeliveryError."""
+    def send(self, notification: Notification) -> Any:
+        """Publish the task for ``notification`` (its payload encoded as the spool stores it:
+        bytes and secrets kept); return once the broker took it. Raises TemplateError for a
+        payload that cannot be encoded, else the publisher's DeliveryError."""
+        text = encode_payload(notification.payload, notification.listener, notification.trace)
         task = Notification(
             notification.listener,
             "celery",
@@ -111,7 +104,7 @@ class Handoff:
                     notification.listener,
                     text,
                     notification.event_name,
-                    attempts,
+                    0,  # attempts made before the hand-off
                 ],
                 "kwargs": {},
                 "queue": self.settings.queue,
@@ -120,17 +113,16 @@ class Handoff:
             notification.id,
             trace=notification.trace,  # the task message carries the trigger's trace too
         )
-        return self.publisher().deliver(task)
+        return self.publisher.deliver(task)
 
     def close(self) -> None:
-        if self._publisher is not None:
-            self._publisher.close()
+        self.publisher.close()
 
 
 class ToCelery:
     """Hand the notification to the Celery workers (see the module docstring)."""
 
-    __slots__ = ("listener", "recorder", "handoff", "spool")
+    __slots__ = ("listener", "recorder", "handoff", "dead")
 
     def __init__(
         self, listener: Listener, recorder: Recorder, handoff: Handoff, spool: Spool | None
@@ -138,7 +130,8 @@ class ToCelery:
         self.listener = listener
         self.recorder = recorder
         self.handoff = handoff
-        self.spool = spool
+        #: Keeps a notification the broker did not take as a dead letter (with a spool).
+        self.dead = SpoolLayer(spool) if spool is not None else None
 
     def send(
         self, notification: Notification, start: float, sink: list[Delivery] | None
@@ -148,22 +141,15 @@ class ToCelery:
         if sink is not None:
             sink.append(delivery)
         try:
-            text = encode_payload(notification.payload, self.listener.name, notification.trace)
-            detail = self.handoff.send(notification, text)
+            detail = self.handoff.send(notification)
         except Exception as exc:
             return self._failed(delivery, exc)
         self.recorder.finish(delivery, "outboxed", detail=f"queued for the workers: {detail}")
         return True
 
     def _failed(self, delivery: Delivery, exc: Exception) -> BaseException:
-        status = "failed"
-        spool = self.spool
-        if spool is not None:
-            text = f"{type(exc).__name__}: {exc}"
-            if spool_call(spool, "keep a failed notification in", keep_dead, spool, delivery,
-                          text, "failed"):  # fmt: skip
-                status = "spooled"
-        return self.recorder.give_up(delivery, exc, status)
+        result = Failure(exc) if self.dead is None else self.dead.after(delivery, Failure(exc))
+        return self.recorder.give_up(delivery, exc, result.status)  # type: ignore[union-attr]
 
 
 class HandoffListener:
@@ -178,8 +164,7 @@ class HandoffListener:
         self.kind = listener.kind
 
     def deliver(self, notification: Notification) -> Any:
-        text = encode_payload(notification.payload, self.name, notification.trace)
-        return self.handoff.send(notification, text)
+        return self.handoff.send(notification)
 
     def delivers_async(self) -> bool:
         return False

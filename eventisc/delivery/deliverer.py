@@ -18,14 +18,21 @@ from ..errors import ConfigError
 from ..settings import CeleryDeliverySettings, DispatcherSettings, OutboxSettings, Plan
 from .background import Background
 from .breaker import BreakerLayer, CircuitBreaker
-from .celerying import HandedLayer, Handoff, HandoffListener, OutboxDeadLayer, ToCelery
+from .celerying import (
+    HandedLayer,
+    Handoff,
+    HandoffListener,
+    OutboxDeadLayer,
+    ToCelery,
+    keep_dead_in_outbox,
+)
 from .dispatcher import Dispatcher
 from .gone import GoneLayer, enable, guard
 from .outboxing import ToOutbox
 from .recording import Hooks, Recorder, RecordLayer
 from .retrying import RetryLayer
 from .sender import AsyncSender, Layer, Resolve, Sender
-from .spooling import SpoolLayer
+from .spooling import SpoolLayer, spool_call
 from .steps import Capture, DryRun, Enqueue, Inline, Pipelined, SendStep, direct
 
 if TYPE_CHECKING:
@@ -206,18 +213,40 @@ class Deliverer:
         failure ``plan.policy`` retries comes to a :class:`RetryAfter`, for the task to retry
         with Celery), a final failure kept dead in the outbox table (the app has an outbox) or
         the spool (it has one), the final outcomes recorded (metrics, hooks, logs)."""
-        layers = self._layers(plan, metrics, recorder)
+        dead = None
         if self.outbox_settings is not None:  # dead rows in the outbox, not the spool
-            layers = [layer for layer in layers if not isinstance(layer, SpoolLayer)]
-            layers.insert(-1, OutboxDeadLayer(self._outbox_writer()))
-        return Sender(listener, layers, recorder)
+            dead = OutboxDeadLayer(self._outbox_writer())
+        return Sender(listener, self._layers(plan, metrics, recorder, dead), recorder)
 
-    def _layers(self, plan: Plan, metrics: ListenerMetrics, recorder: Recorder) -> list[Layer]:
+    def keep_dead(self, notification: Notification, attempts: int, error: str) -> str:
+        """Keep ``notification`` as a dead letter where a worker keeps its final failures:
+        the outbox table (the app has an outbox) or the spool (it has one). Where it went, for
+        the log (``dropped`` when nowhere or when that failed, which is logged)."""
+        if self.outbox_settings is not None:
+            writer = self._outbox_writer()
+            row = keep_dead_in_outbox(writer, notification, attempts, error)
+            if row is None:
+                return "dropped"
+            return f"dead in the outbox table {writer.settings.table} as row {row.seq}"
+        spool = self.spool
+        if spool is None:
+            return "dropped"
+        add = lambda: spool.add(notification, error=error, attempts=attempts)  # noqa: E731
+        entry = spool_call(spool, "keep a notification in", add)
+        return "dropped" if entry is None else f"dead in the spool as #{entry}"
+
+    def _layers(
+        self, plan: Plan, metrics: ListenerMetrics, recorder: Recorder, dead: Layer | None = None
+    ) -> list[Layer]:
+        """The layers of a route's sender; ``dead`` keeps final failures (default: the spool
+        layer, when the app has a spool)."""
         layers: list[Layer] = _gone(recorder)
         if plan.policy.max_attempts > 1:
             layers.append(RetryLayer(plan.policy, metrics))
-        if self.spool is not None:
-            layers.append(SpoolLayer(self.spool))
+        if dead is None and self.spool is not None:
+            dead = SpoolLayer(self.spool)
+        if dead is not None:
+            layers.append(dead)
         layers.append(RecordLayer(recorder))
         return layers
 
