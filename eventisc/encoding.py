@@ -148,7 +148,7 @@ class JSONEncoding:
 
     __slots__ = (
         "default", "spec", "_fallback", "_strict", "_lenient", "_py_strict", "_py",
-        "_converters", "_tasks",
+        "_tasks",
     )  # fmt: skip
 
     def __init__(self, default: Any = None, path: str = "json_default"):
@@ -166,8 +166,8 @@ class JSONEncoding:
         self._py = json.JSONEncoder(
             default=self._fallback, ensure_ascii=False, separators=(",", ":")
         )
-        self._converters: dict[tuple[tuple[type, ...], bool], Callable[[Any, str], Any]] = {}
-        self._tasks = {leave: self.converter(KOMBU_TYPES, leave) for leave in (False, True)}
+        #: ``f(value, what)`` for a task's arguments, by ``leave`` (see :meth:`_converter`).
+        self._tasks = {leave: self._converter(KOMBU_TYPES, leave) for leave in (False, True)}
 
     def dumps(self, value: Any, *, strict: bool = True) -> str:
         """Encode ``value`` as compact JSON, converting objects JSON cannot hold.
@@ -200,30 +200,25 @@ class JSONEncoding:
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:
-                problem = find_problem(value, strict=True, text=True)
+                problem = find_problem(value, strict=True, text=True, default=self._fallback)
                 raise TemplateError(f"cannot encode {what}: {problem}") from None
         return text
 
     def task_arguments(self, args: Any, kwargs: Any, *, leave: bool) -> tuple[Any, Any]:
         """A Celery task's ``args`` and ``kwargs`` for kombu's JSON serializer: what it cannot
-        write converted, :data:`KOMBU_TYPES` kept (see :meth:`converter`); the same objects
+        write converted, :data:`KOMBU_TYPES` kept (see :meth:`_converter`); the same objects
         when nothing needs converting."""
         both = [args, kwargs]
         converted = self._tasks[leave](both, "the task's arguments ([args, kwargs])")
         return (args, kwargs) if converted is both else (converted[0], converted[1])
 
-    def converter(self, keep: tuple[type, ...], leave: bool = False) -> Callable[[Any, str], Any]:
+    def _converter(self, keep: tuple[type, ...], leave: bool) -> Callable[[Any, str], Any]:
         """``f(value, what)``: ``value`` with the objects JSON cannot hold converted, except
         instances of ``keep`` (a serializer that handles them itself); ``value`` itself when
         nothing needs converting. An object nothing converts raises TemplateError as
         :meth:`encode` does, or with ``leave`` is left as it is (for a serializer that may
-        not be JSON). Made once per ``keep`` and ``leave``."""
-        found = self._converters.get((keep, leave))
-        if found is None:
-            found = self._converters.setdefault((keep, leave), self._converter(keep, leave))
-        return found
+        not be JSON)."""
 
-    def _converter(self, keep: tuple[type, ...], leave: bool) -> Callable[[Any, str], Any]:
         def keep_or_raise(obj: Any) -> None:
             if isinstance(obj, keep):
                 return None

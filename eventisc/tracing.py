@@ -224,13 +224,29 @@ class _HookingLoader:
                 sys.meta_path.remove(self.watcher)
 
 
+#: The provider the tracer below came from, and that tracer (made once per provider).
+_made: tuple[Any, Any] = (None, None)
+
+
+def _tracer(trace: Any) -> Any:
+    """eventisc's tracer from the tracer provider set now: made again only when the provider
+    changed (a tracer from the SDK's provider is an object of its own each time)."""
+    global _made
+    provider = trace.get_tracer_provider()
+    made_for, tracer = _made
+    if made_for is not provider:
+        tracer = provider.get_tracer(SCOPE, __version__)
+        _made = (provider, tracer)
+    return tracer
+
+
 def fire(run: Callable[..., int], name: str, data: Any, sink: Any) -> int:
     """``run(name, data, sink, trace)`` inside the span ``eventisc trigger <name>``, ``trace``
     being the span's context for the notifications it renders. Returns what ``run`` returns;
     what it raises is recorded on the span and raised."""
     from opentelemetry import propagate, trace
 
-    tracer = trace.get_tracer(SCOPE, __version__)
+    tracer = _tracer(trace)
     with tracer.start_as_current_span(
         f"eventisc trigger {name}", attributes={"eventisc.event": name}
     ) as span:
@@ -365,7 +381,7 @@ def _start(notification: Notification, number: int) -> tuple[Any, Any]:
     name, kind, attrs = attributes(notification)
     attrs["eventisc.listener"] = notification.listener
     attrs["eventisc.attempt"] = number
-    tracer = trace.get_tracer(SCOPE, __version__)
+    tracer = _tracer(trace)
     span = tracer.start_span(name, parent, getattr(trace.SpanKind, kind), attrs)
     return span, context.attach(trace.set_span_in_context(span))
 

@@ -24,6 +24,8 @@ from .errors import EXCERPT_CHARS
 
 __all__ = [
     "CHUNK",
+    "DEFAULT_PORTS",
+    "ORIGINS_KEPT",
     "Client",
     "Headers",
     "POOL_CLASSES",
@@ -40,6 +42,10 @@ __all__ = [
 POOL_MAXSIZE = 32
 #: Hosts whose connection pools a listener keeps (a templated url may reach several).
 POOL_HOSTS = 16
+#: Origins (scheme://host:port) whose settings (environment, TLS, credentials) a listener keeps.
+ORIGINS_KEPT = 64
+#: The port of a url that names none, by scheme.
+DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Bytes kept of a body for the excerpt an error quotes (a character may take up to 4).
 _EXCERPT_BYTES = EXCERPT_CHARS * 4
 #: Bytes of a body read at a time.

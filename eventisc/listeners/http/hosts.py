@@ -21,6 +21,7 @@ from typing import Any, Union
 from urllib.parse import urlsplit
 
 from ...errors import ConfigError, ConnectError, DeliveryError
+from .connection import DEFAULT_PORTS
 
 __all__ = ["HostGuard", "host_is_templated"]
 
@@ -38,7 +39,6 @@ _HOSTNAME = re.compile(
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 #: The address cloud providers serve instance metadata (and credentials) on.
 _METADATA = ipaddress.ip_address("169.254.169.254")
-_PORTS = {"http": 80, "https": 443}
 
 
 def host_is_templated(url: str) -> bool:
@@ -150,7 +150,9 @@ class HostGuard:
         host = (parts.hostname or "").rstrip(".")
         if host in self.names:
             return
-        for address in self._addresses(host, parts.port or _PORTS.get(parts.scheme, 80), where):
+        for address in self._addresses(
+            host, parts.port or DEFAULT_PORTS.get(parts.scheme, 80), where
+        ):
             reason = _internal(address)
             if reason is not None and not self._allowed(address):
                 resolved = "is" if _literal(host) == address else f"resolves to {address},"

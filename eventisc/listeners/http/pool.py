@@ -26,13 +26,18 @@ from urllib3.util import Retry, make_headers, parse_url
 
 from ..._fork import register
 from ..._version import __version__
-from .connection import POOL_CLASSES, POOL_HOSTS, POOL_MAXSIZE, Request, origin_of
+from .connection import (
+    ORIGINS_KEPT,
+    POOL_CLASSES,
+    POOL_HOSTS,
+    POOL_MAXSIZE,
+    Request,
+    origin_of,
+)
 from .environment import ca_bundle, netrc_auth, select_proxy
 
-__all__ = ["DEFAULT_HEADERS", "ORIGINS_KEPT", "Answer", "PoolHolder", "basic_auth"]
+__all__ = ["DEFAULT_HEADERS", "Answer", "PoolHolder", "basic_auth"]
 
-#: Origins (scheme://host:port) whose settings a listener keeps.
-ORIGINS_KEPT = 64
 
 #: The headers every request starts with, as requests' session sends them.
 DEFAULT_HEADERS = {
@@ -143,30 +148,24 @@ class PoolHolder:
         authorization = origin.authorization
         if authorization is None and "@" in url:
             authorization = _url_authorization(url)
-        if authorization is not None:
+        no_length = data is None and method not in _NO_LENGTH
+        if authorization is not None or no_length:
             headers = HTTPHeaderDict(headers)  # a copy, replacing a name in any case
-            headers["Authorization"] = authorization  # as requests: auth over a header
-        if data is None and method not in _NO_LENGTH:
-            headers = HTTPHeaderDict(headers)
-            headers["Content-Length"] = "0"
-        pool = origin.pool
-        target = _request_target(url[origin.prefix :]) if pool is not None else None
-        if pool is None or target is None:
-            return Answer(
-                origin.manager.urlopen(
-                    method,
-                    url,
-                    body=data,
-                    headers=headers,
-                    timeout=self._timeout,
-                    retries=_NO_RETRIES,
-                    redirect=False,
-                    preload_content=False,
-                )
-            )
-        raw = pool.urlopen(
+            if authorization is not None:
+                headers["Authorization"] = authorization  # as requests: auth over a header
+            if no_length:
+                headers["Content-Length"] = "0"
+        # The origin's own pool takes the request target as is (no parsing of the url again);
+        # the manager (a proxy, an unusual url) takes the whole url.
+        opener: Any = origin.manager
+        where: str = url
+        if origin.pool is not None:
+            target = _request_target(url[origin.prefix :])
+            if target is not None:
+                opener, where = origin.pool, target
+        raw = opener.urlopen(
             method,
-            target,
+            where,
             body=data,
             headers=headers,
             timeout=self._timeout,

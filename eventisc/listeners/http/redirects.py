@@ -18,7 +18,7 @@ from urllib3 import HTTPHeaderDict
 
 from ...errors import DeliveryError, HTTPStatusError
 from ..base import mask_url
-from .connection import Headers, Request
+from .connection import DEFAULT_PORTS, Headers, Request
 from .errors import status_error
 from .options import CREDENTIAL_HEADERS, MAX_REDIRECTS, url_problem
 
@@ -31,7 +31,6 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Methods that follow redirects unless ``follow_redirects`` says otherwise: no body to lose.
 SAFE_METHODS = ("GET", "HEAD")
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 #: ``exchange(request, where, foreign)``: send one hop, return the response and the start of
 #: its body (see ``HttpListener._exchange``); ``foreign``: the url is on another origin.
@@ -125,7 +124,7 @@ def _origin(url: str) -> tuple[str, str, int]:
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        return scheme, parts.hostname or "", parts.port or _DEFAULT_PORTS.get(scheme, 0)
+        return scheme, parts.hostname or "", parts.port or DEFAULT_PORTS.get(scheme, 0)
     except ValueError:
         return url, "", 0  # matches no other url: credentials stay behind
 

@@ -21,13 +21,10 @@ from requests.adapters import HTTPAdapter
 
 from ..._fork import register
 from ..._version import __version__
-from .connection import POOL_CLASSES, POOL_HOSTS, POOL_MAXSIZE, Request, origin_of
+from .connection import ORIGINS_KEPT, POOL_CLASSES, POOL_HOSTS, POOL_MAXSIZE, Request, origin_of
 from .options import CREDENTIAL_OPTIONS, environment_settings
 
-__all__ = ["ORIGINS_KEPT", "SessionHolder", "new_session"]
-
-#: Origins (scheme://host:port) whose environment settings a listener keeps.
-ORIGINS_KEPT = 64
+__all__ = ["SessionHolder", "new_session"]
 
 
 class SessionHolder:

@@ -54,13 +54,20 @@ class Command(BaseCommand):
         action = options["action"]
         namespace = argparse.Namespace(**options)
         namespace.celery_app = None  # the config's own celery_app applies
+        logger = logging.getLogger("eventisc")
+        level = logger.level
         namespace.log_handler = cli._log_to_stderr(options["verbosity"] >= 2)
+        app = None
         try:
-            namespace.config = eventisc.get_current_app()
+            app = namespace.config = eventisc.get_current_app()
+            dry_run = app.dry_run  # --dry-run holds for this command, not for the process's app
             status = self._run[action](namespace)
         except (ConfigError, OutboxError) as exc:
             raise CommandError(f"eventisc {action}: {exc}", returncode=1) from None
         finally:
-            logging.getLogger("eventisc").removeHandler(namespace.log_handler)
+            logger.removeHandler(namespace.log_handler)
+            logger.setLevel(level)
+            if app is not None and app.dry_run != dry_run:
+                app.dry_run = dry_run
         if status:
             raise CommandError(f"eventisc {action}: exit status {status}", returncode=status)
