@@ -56,6 +56,10 @@ def build() -> celery.Celery:
 def _conf(url: str) -> dict[str, Any]:
     return {
         "broker_url": url,
+        # Celery reads CELERY_BROKER_URL over broker_url, not over these: the config's broker
+        # is the one the worker consumes from and publishes its retries to.
+        "broker_read_url": url,
+        "broker_write_url": url,
         "broker_connection_retry_on_startup": True,
         # One task at a time per worker process: a slow receiver holds one process, and the
         # tasks waiting go to the other workers.
