@@ -682,19 +682,23 @@ def test_the_worker_refuses_to_start_without_its_config(
 
 
 def test_the_worker_uses_the_configs_broker_over_celery_broker_url(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, receiver: Receiver
 ) -> None:
     # CELERY_BROKER_URL, which Celery reads over an app's broker_url, does not take the
-    # worker of a config with celery_delivery.broker_url to another broker.
+    # worker of a config with celery_delivery.broker_url to another broker. (In a process of
+    # its own: the module builds its Celery app when imported, as `celery -A` does.)
     url = broker_url("rabbitmq")
     config = _config(tmp_path / "events.json", url, "eventisc-env", [_http(receiver)])
-    monkeypatch.setenv("EVENTISC_CONFIG", str(config))
-    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:1//")
-    from eventisc.worker import build  # the module builds its app when imported
-
-    worker = build()
-    for connection in (worker.connection_for_read(), worker.connection_for_write()):
-        with connection:
-            assert connection.as_uri(include_password=True) == kombu.Connection(url).as_uri(
-                include_password=True
-            )
+    env = {**os.environ, "EVENTISC_CONFIG": str(config),
+           "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"}  # fmt: skip
+    code = (
+        "from eventisc.worker import app\n"
+        "for c in (app.connection_for_read(), app.connection_for_write()):\n"
+        "    print(c.as_uri(include_password=True))\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    expected = kombu.Connection(url).as_uri(include_password=True)
+    assert shown.stdout.split() == [expected, expected]
